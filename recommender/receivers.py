@@ -1,0 +1,1 @@
+"""Signal receivers the app connects on startup (see apps.py)."""

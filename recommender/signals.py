@@ -1,0 +1,1 @@
+"""Signals a host shop sends so the recommender learns about orders and carts."""

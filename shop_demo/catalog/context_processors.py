@@ -1,0 +1,3 @@
+def shop(request):
+    """Template context every shop page needs (filled in by the shop views)."""
+    return {}
