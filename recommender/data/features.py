@@ -35,7 +35,7 @@ def age_band(age) -> str | None:
 
 
 def clean_text(value) -> str | None:
-    """Lower-cased, stripped text; quotes and blanks (Book-Crossing's ``" usa"""``) removed."""
+    """Lower-cased, stripped text; quotes and blanks (Book-Crossing's ``' usa"'``) removed."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     text = str(value).strip().strip('"').strip().lower()
