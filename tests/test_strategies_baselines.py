@@ -1,0 +1,16 @@
+"""Contract suite and specific checks for the baselines: popularity, segment popularity, item-kNN, demographic."""
+
+from recommender.testing.contract import StrategyContract
+
+
+class TestPopularityContract(StrategyContract):
+    """Global time-decayed popularity under the strategy contract."""
+
+    strategy_key = "popularity"
+
+
+class TestSegmentPopularityContract(StrategyContract):
+    """Segment popularity under the strategy contract; profiles find their segment."""
+
+    strategy_key = "segment_popularity"
+    uses_profile = True
