@@ -54,6 +54,12 @@ DEFAULTS = {
     "MAX_CATEGORY_SHARE": 0.5,
     "CACHE_ALIAS": "default",
     "CACHE_TIMEOUT": 300,
+    # A/B test between strategies: {"name": "hybrid-vs-segment", "arms": {"hybrid": 0.5,
+    # "segment_popularity": 0.5}} (arm = strategy key, value = traffic share), or None.
+    # Arms are sticky per user or visitor and recorded with impressions and clicks.
+    "AB_TEST": None,
+    # Products shown to a new visitor to pick from ("Tell us what you like").
+    "ONBOARDING_SIZE": 10,
     # --- Training and artifacts.
     "ARTIFACT_STORAGE": None,  # None: default storage; else a STORAGES alias
     "ARTIFACT_PREFIX": "recommender/models",
