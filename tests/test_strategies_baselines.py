@@ -14,3 +14,11 @@ class TestSegmentPopularityContract(StrategyContract):
 
     strategy_key = "segment_popularity"
     uses_profile = True
+
+
+class TestItemKNNContract(StrategyContract):
+    """Item-kNN under the strategy contract; a session's events find their category and next item."""
+
+    strategy_key = "item_knn"
+    uses_events = True
+    uses_sequence = True

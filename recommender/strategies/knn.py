@@ -1,0 +1,165 @@
+"""Item-item nearest neighbours on the training interactions: "because you viewed X".
+
+The few-shot baseline: a session's revealed items vote for their most similar items (cosine
+over users, shrunk, top-N kept sparse). Without any known event it falls back to popularity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..data.dataset import DEFAULT_EVENT_WEIGHTS, Dataset
+from .base import Context, Strategy
+from .popularity import interaction_weights
+
+EVENT_VERBS = {"view": "viewed", "click": "viewed", "cart": "added", "purchase": "bought", "rating": "rated"}
+# Weight of popularity next to similarity: only breaks ties and fills lists for empty contexts.
+POPULARITY_TIE_BREAK = 1e-3
+
+
+def keep_top_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """Keep the ``n`` largest entries of each CSR row (ties: lower column first), vectorised."""
+    matrix = sp.csr_matrix(matrix)
+    matrix.sort_indices()
+    row_of_entry = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    order = np.lexsort((matrix.indices, -matrix.data, row_of_entry))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size) - matrix.indptr[row_of_entry[order]]
+    keep = rank < n
+    pruned = sp.csr_matrix((matrix.data[keep], matrix.indices[keep], np.concatenate(
+        [[0], np.cumsum(np.bincount(row_of_entry[keep], minlength=matrix.shape[0]))])), shape=matrix.shape)
+    return pruned
+
+
+def item_cosine_similarity(user_item: sp.csr_matrix, neighbours: int = 50, shrinkage: float = 10.0) -> sp.csr_matrix:
+    """Item × item cosine similarity, shrunk by support, top ``neighbours`` per row, no diagonal.
+
+    Parameters
+    ----------
+    user_item
+        Users × items weights.
+    neighbours
+        Entries kept per item row.
+    shrinkage
+        ``dot / (|a| |b| + shrinkage)``: pairs seen together by few users count less.
+    """
+    item_user = sp.csr_matrix(user_item.T, dtype=np.float32)
+    norms = np.sqrt(np.asarray(item_user.multiply(item_user).sum(axis=1)).ravel())
+    dots = (item_user @ item_user.T).tocsr()
+    dots.setdiag(0)
+    dots.eliminate_zeros()
+    coo = dots.tocoo()
+    coo.data = coo.data / (norms[coo.row] * norms[coo.col] + shrinkage)
+    return keep_top_per_row(coo.tocsr(), neighbours).astype(np.float32)
+
+
+def event_query_matrix(
+    contexts: Sequence[Context], item_index: pd.Index, recency_decay: float = 1.0,
+    event_weights: dict | None = None,
+) -> sp.csr_matrix:
+    """Contexts × items weights of each context's known events (unknown ids are dropped).
+
+    The newest event weighs 1 × its event weight, the one before ``recency_decay`` ×, etc.
+    """
+    table = {**DEFAULT_EVENT_WEIGHTS, **(event_weights or {})}
+    rows, item_ids, weights = [], [], []
+    for row, context in enumerate(contexts):
+        for age, event in enumerate(reversed(context.events)):
+            rows.append(row)
+            item_ids.append(str(event.item_id))
+            weights.append(table.get(event.event, 1.0) * recency_decay ** age)
+    cols = item_index.get_indexer(pd.Index(item_ids, dtype=object)) if item_ids else np.zeros(0, dtype=np.int64)
+    rows, weights = np.asarray(rows, dtype=np.int64), np.asarray(weights, dtype=np.float32)
+    known = (cols >= 0) & (weights > 0)
+    matrix = sp.csr_matrix((weights[known], (rows[known], cols[known])), shape=(len(contexts), len(item_index)))
+    matrix.sum_duplicates()
+    return matrix
+
+
+class ItemKNNStrategy(Strategy):
+    """Item-based collaborative filtering over a session's revealed events.
+
+    Params
+    ------
+    neighbours
+        Similar items kept per item.
+    shrinkage
+        Support shrinkage in the cosine denominator.
+    recency_decay
+        Each older event of the context counts this much less than the next one.
+    weighting, positive_threshold
+        Interaction weights for the training matrix (see ``popularity.interaction_weights``).
+    max_events_per_user
+        Only each user's latest events build the similarity (bounds cost for heavy users).
+    """
+
+    key = "item_knn"
+    label = "Similar to what you viewed"
+    default_params = {
+        "neighbours": 50,
+        "shrinkage": 10.0,
+        "recency_decay": 0.9,
+        "weighting": "events",
+        "positive_threshold": None,
+        "max_events_per_user": 200,
+    }
+
+    def _fit(self, dataset: Dataset) -> None:
+        from ..evaluation.protocols import event_rank_within_user
+
+        weights = interaction_weights(dataset, self.params["weighting"], self.params["positive_threshold"])
+        counts = dataset.interactions.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
+        recent = counts - event_rank_within_user(dataset) <= self.params["max_events_per_user"]
+        user_item = dataset.interaction_matrix(weights=weights.astype(np.float32), mask=recent)
+        user_item.data = np.log1p(user_item.data)  # repeated views of one item saturate
+        self.similarity_ = item_cosine_similarity(user_item, self.params["neighbours"], self.params["shrinkage"])
+        popularity = np.asarray(user_item.sum(axis=0)).ravel()
+        self.popularity_ = (popularity / popularity.max() if popularity.max() > 0 else popularity).astype(np.float32)
+        self.titles_ = dataset.items["title"].to_numpy(dtype=object)
+
+    def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
+        query = event_query_matrix(contexts, self._item_index, self.params["recency_decay"])
+        totals = np.asarray(query.sum(axis=1)).ravel()
+        query = sp.diags(1.0 / np.maximum(totals, 1e-12)).astype(np.float32) @ query
+        scores = (query @ self.similarity_).toarray()
+        return scores + POPULARITY_TIE_BREAK * self.popularity_[None, :]
+
+    def _explain(self, context: Context, item_positions: np.ndarray) -> list[str]:
+        known = [(event, position) for event, position in
+                 zip(context.events, self.item_positions(context.event_item_ids)) if position >= 0]
+        if not known or not len(item_positions):
+            return ["Popular right now"] * len(item_positions)
+        event_positions = np.array([position for _, position in known])
+        contributions = self.similarity_[event_positions][:, item_positions].toarray()
+        best = contributions.argmax(axis=0)
+        reasons = []
+        for column, event_number in enumerate(best):
+            if contributions[event_number, column] <= 0:
+                reasons.append("Popular right now")
+                continue
+            event = known[event_number][0]
+            title = self.titles_[known[event_number][1]] or event.item_id
+            reasons.append(f"Because you {EVENT_VERBS.get(event.event, 'viewed')} {title}")
+        return reasons
+
+    def _add_items(self, new_items: pd.DataFrame) -> None:
+        n_items = len(self.item_ids)
+        self.similarity_ = sp.csr_matrix(self.similarity_, copy=True)
+        self.similarity_.resize((n_items, n_items))
+        self.popularity_ = np.concatenate([self.popularity_, np.zeros(len(new_items), dtype=np.float32)])
+        self.titles_ = np.concatenate([self.titles_, new_items["title"].to_numpy(dtype=object)])
+
+    def _save_state(self, directory: Path) -> None:
+        sp.save_npz(directory / "similarity.npz", self.similarity_)
+        np.save(directory / "popularity.npy", self.popularity_)
+        np.save(directory / "titles.npy", self.titles_.astype(str))
+
+    def _load_state(self, directory: Path) -> None:
+        self.similarity_ = sp.load_npz(directory / "similarity.npz").tocsr()
+        self.popularity_ = np.load(directory / "popularity.npy")
+        self.titles_ = np.load(directory / "titles.npy").astype(object)
