@@ -32,6 +32,10 @@ DEFAULTS = {
     "MAX_DWELL_SECONDS": 6 * 60 * 60,
     # Events stamped further in the future than this are refused (clock skew allowance).
     "MAX_CLOCK_SKEW_SECONDS": 300,
+    # An event's free-form ``context`` dict, JSON-encoded, may not be longer than this.
+    "MAX_EVENT_CONTEXT_BYTES": 2048,
+    # Record order_placed events through a Celery task instead of inside the request.
+    "RECORD_ORDERS_ASYNC": False,
     # How strongly each event type counts as a sign of interest when training.
     "EVENT_WEIGHTS": {
         "impression": 0.0,

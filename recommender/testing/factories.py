@@ -205,6 +205,9 @@ def make_product(**attrs):
     number = next(_product_numbers)
     row = {"external_id": f"TEST-{number:06d}", "title": f"Test product {number}", "category": "Tests",
            "price": 10.0, "in_stock": True, **attrs}
-    product = get_adapter().build_product(row)
+    adapter = get_adapter()
+    # The adapter caches categories it created; a rolled-back test would leave stale ones there.
+    adapter.forget_related_cache()
+    product = adapter.build_product(row)
     product.save()
     return product

@@ -1,0 +1,439 @@
+"""Recording behaviour: the one way events get into the interaction log.
+
+The DRF endpoint (and so the JS beacon), the cart and order signal receivers and the Celery
+task all call ``record``. It validates the whole batch before writing anything and then writes
+it in one transaction: a batch is stored entirely or not at all.
+
+Anonymous visitors are tracked by a stable id kept in their session (``visitor_key_for``); when
+they sign up or log in, ``merge_visitor_into_user`` moves their events and profile to the
+account.
+"""
+
+import datetime
+import json
+import math
+import uuid
+from collections.abc import Mapping
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .catalog import get_adapter, get_product_model
+from .conf import settings
+from .models import EventType, Interaction, Rating, UserProfile
+
+# Length of the placement / strategy / arm columns.
+LABEL_MAX_LENGTH = 64
+# Leaves room for ":<index>" in the 128-character dedupe_key.
+BATCH_KEY_MAX_LENGTH = 100
+VISITOR_KEY_MAX_LENGTH = 64
+# Profile fields an anonymous profile may fill in on the account's profile when they merge.
+PROFILE_MERGE_FIELDS = ("birth_year", "gender", "country", "region", "city", "language")
+
+
+class EventValidationError(ValueError):
+    """A batch was refused; nothing of it was stored.
+
+    ``errors`` is a list of ``{"index": i, "field": name, "message": text}``; ``index`` is the
+    event's position in the batch, or None for a problem with the batch as a whole.
+    """
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        super().__init__("; ".join(_describe(error) for error in self.errors))
+
+
+def _describe(error):
+    where = "batch" if error["index"] is None else f"event {error['index']}"
+    field = f" {error['field']}" if error["field"] else ""
+    return f"{where}{field}: {error['message']}"
+
+
+def _error(index, field, message):
+    return {"index": index, "field": field, "message": message}
+
+
+class _Invalid(Exception):
+    """One field of one event is wrong; the message says how."""
+
+
+def _shown(value, length=40):
+    """repr() of a client's value, cut short so a huge string cannot flood an error message."""
+    text = repr(value)
+    return text if len(text) <= length else text[: length - 3] + "..."
+
+
+# --- field cleaners: each takes the raw value and ``now`` and returns the stored value -----------
+
+
+def _clean_product(value, now):
+    if isinstance(value, models.Model):
+        if not isinstance(value, get_product_model()):
+            raise _Invalid(f"a {type(value).__name__} is not a product")
+        if value.pk is None:
+            raise _Invalid("the product has not been saved")
+        return value.pk
+    if value is None or value == "":
+        raise _Invalid("required: the product's id")
+    if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
+        raise _Invalid(f"must be a product id (string or integer), not {type(value).__name__}")
+    try:
+        return get_adapter().pk_from_string(value)
+    except (ValidationError, ValueError, TypeError):
+        raise _Invalid(f"{_shown(value)} is not a valid product id")
+
+
+def _clean_event_type(value, now):
+    if value is None or value == "":
+        raise _Invalid(f"required: one of {', '.join(EventType.values)}")
+    if value not in EventType.values:
+        raise _Invalid(f"unknown event {_shown(value)}; one of {', '.join(EventType.values)}")
+    return value
+
+
+def _number(value):
+    if isinstance(value, bool):
+        raise _Invalid("must be a number, not a boolean")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _Invalid(f"must be a number, not {_shown(value)}")
+    if not math.isfinite(number):
+        raise _Invalid("must be a finite number")
+    return number
+
+
+def _clean_value(value, now):
+    return None if value is None else _number(value)
+
+
+def _clean_dwell(value, now):
+    if value is None:
+        return None
+    seconds = _number(value)
+    limit = settings.MAX_DWELL_SECONDS
+    if not 0 <= seconds <= limit:
+        raise _Invalid(f"must be between 0 and {limit} seconds, not {seconds:g}")
+    return seconds
+
+
+def _parse_timestamp(value):
+    if isinstance(value, datetime.datetime):
+        return value
+    if isinstance(value, bool):
+        raise _Invalid("must be an ISO 8601 date-time or epoch seconds, not a boolean")
+    if isinstance(value, (int, float)):
+        try:
+            return datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise _Invalid(f"{_shown(value)} is out of range for epoch seconds")
+    if isinstance(value, str):
+        try:
+            parsed = parse_datetime(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return parsed
+    raise _Invalid(f"{_shown(value)} is not an ISO 8601 date-time or epoch seconds")
+
+
+def _clean_timestamp(value, now):
+    if value is None or value == "":
+        return now
+    moment = _parse_timestamp(value)
+    if timezone.is_naive(moment):
+        # A time without a zone is taken as UTC, the zone the beacon and the API document.
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    ahead = (moment - now).total_seconds()
+    if ahead > settings.MAX_CLOCK_SKEW_SECONDS:
+        raise _Invalid(
+            f"{ahead:.0f} seconds in the future; at most {settings.MAX_CLOCK_SKEW_SECONDS} allowed "
+            "(check the client's clock)"
+        )
+    return moment
+
+
+def _clean_label(value, now):
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _Invalid(f"must be a string, not {type(value).__name__}")
+    if len(value) > LABEL_MAX_LENGTH:
+        raise _Invalid(f"at most {LABEL_MAX_LENGTH} characters, not {len(value)}")
+    return value
+
+
+def _clean_context(value, now):
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"must be an object, not {type(value).__name__}")
+    try:
+        # allow_nan=False: PostgreSQL's jsonb refuses NaN, so refuse it here with a clear message.
+        encoded = json.dumps(dict(value), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise _Invalid(f"must be plain JSON: {exc}")
+    limit = settings.MAX_EVENT_CONTEXT_BYTES
+    if len(encoded.encode()) > limit:
+        raise _Invalid(f"at most {limit} bytes as JSON, not {len(encoded.encode())}")
+    return json.loads(encoded)
+
+
+FIELD_CLEANERS = {
+    "product": _clean_product,
+    "event": _clean_event_type,
+    "value": _clean_value,
+    "dwell_seconds": _clean_dwell,
+    "timestamp": _clean_timestamp,
+    "placement": _clean_label,
+    "strategy": _clean_label,
+    "arm": _clean_label,
+    "context": _clean_context,
+}
+
+
+def _clean_event(event, now):
+    """Return (Interaction field values, [(field, message), ...]) for one raw event."""
+    if not isinstance(event, Mapping):
+        return None, [(None, f"must be an object with 'product' and 'event', not {type(event).__name__}")]
+    problems = [
+        (str(name), f"unknown field; known fields: {', '.join(FIELD_CLEANERS)}")
+        for name in event
+        if name not in FIELD_CLEANERS
+    ]
+    row = {}
+    for name, clean in FIELD_CLEANERS.items():
+        try:
+            row[name] = clean(event.get(name), now)
+        except _Invalid as exc:
+            problems.append((name, str(exc)))
+    if row.get("event") == EventType.RATING and "value" in row and row["value"] is None:
+        problems.append(("value", "required for a rating: the score"))
+    return row, problems
+
+
+def _unknown_product_errors(rows, raw_events):
+    """Errors for events whose product does not exist, found with one query for the batch."""
+    wanted = {row["product"] for row in rows.values() if "product" in row}
+    if not wanted:
+        return []
+    found = set(get_adapter().queryset().filter(pk__in=wanted).values_list("pk", flat=True))
+    errors = []
+    for index, row in rows.items():
+        if "product" in row and row["product"] not in found:
+            raw = raw_events[index]["product"]
+            shown = raw.pk if isinstance(raw, models.Model) else raw
+            errors.append(_error(index, "product", f"unknown product '{str(shown)[:40]}'"))
+    return errors
+
+
+def clean_batch(events, batch_key=None):
+    """Return the batch as a list of Interaction field dicts, or raise ``EventValidationError``.
+
+    Every problem of every event is reported at once; a batch over
+    ``MAX_EVENTS_PER_BATCH`` is refused before any event is looked at.
+    """
+    if isinstance(events, (str, bytes, Mapping)) or not hasattr(events, "__iter__"):
+        raise EventValidationError([_error(None, "events", "must be a list of events")])
+    events = list(events)
+    limit = settings.MAX_EVENTS_PER_BATCH
+    if len(events) > limit:
+        raise EventValidationError(
+            [_error(None, "events", f"a batch holds at most {limit} events, not {len(events)}; split it")]
+        )
+    errors = _batch_key_errors(batch_key)
+    now = timezone.now()
+    rows = {}
+    for index, event in enumerate(events):
+        row, problems = _clean_event(event, now)
+        errors.extend(_error(index, field, message) for field, message in problems)
+        if row is not None:
+            rows[index] = row
+    errors.extend(_unknown_product_errors(rows, events))
+    if errors:
+        raise EventValidationError(sorted(errors, key=lambda error: (error["index"] is not None, error["index"] or 0)))
+    return [rows[index] for index in range(len(events))]
+
+
+def _batch_key_errors(batch_key):
+    if batch_key is None:
+        return []
+    if not isinstance(batch_key, str) or not batch_key:
+        return [_error(None, "batch_id", "must be a non-empty string")]
+    if len(batch_key) > BATCH_KEY_MAX_LENGTH:
+        return [_error(None, "batch_id", f"at most {BATCH_KEY_MAX_LENGTH} characters, not {len(batch_key)}")]
+    return []
+
+
+def _owner(user, visitor_key):
+    """Return the owner columns of a row: an account, or an anonymous visitor's key."""
+    if visitor_key and (not isinstance(visitor_key, str) or len(visitor_key) > VISITOR_KEY_MAX_LENGTH):
+        raise ValueError(f"visitor_key must be a string of at most {VISITOR_KEY_MAX_LENGTH} characters")
+    if user is not None and user.is_authenticated:
+        # The visitor key is kept beside the account: it says which browser session it was.
+        return {"user": user, "visitor_key": visitor_key or ""}
+    if not visitor_key:
+        raise ValueError("record() needs a signed-in user or a visitor_key to own the events")
+    return {"user": None, "visitor_key": visitor_key}
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def record(events, *, user=None, visitor_key="", batch_key=None):
+    """Validate and store a batch of events; return the stored ``Interaction`` rows in batch order.
+
+    ``events`` are mappings with ``product`` (id or instance), ``event`` (an ``EventType``) and
+    optionally ``value`` (required for ratings), ``dwell_seconds``, ``timestamp`` (ISO 8601,
+    epoch seconds or datetime; default now), ``placement``, ``strategy``, ``arm`` and a small
+    ``context`` dict. The events belong to ``user`` when signed in, else to ``visitor_key``.
+
+    ``batch_key`` is the client's idempotency key: a batch retried with the same key is stored
+    once, and the rows of the first attempt are returned. Raises ``EventValidationError`` and
+    stores nothing when any event is wrong.
+    """
+    owner = _owner(user, visitor_key)
+    rows = clean_batch(events, batch_key)
+    interactions = [
+        Interaction(
+            **owner,
+            product_id=row.pop("product"),
+            dedupe_key=None if batch_key is None else f"{batch_key}:{index}",
+            **row,
+        )
+        for index, row in enumerate(rows)
+    ]
+    with transaction.atomic():
+        stored = _insert(interactions, batch_key)
+        if owner["user"] is not None:
+            ratings = [row for row in stored if row.event == EventType.RATING and row.user_id == owner["user"].pk]
+            _upsert_ratings(owner["user"], ratings)
+    return stored
+
+
+def _insert(interactions, batch_key):
+    if batch_key is None:
+        return Interaction.objects.bulk_create(interactions)
+    # A retried batch conflicts on dedupe_key and is skipped; read back what the key holds.
+    Interaction.objects.bulk_create(interactions, ignore_conflicts=True)
+    keys = [interaction.dedupe_key for interaction in interactions]
+    by_key = Interaction.objects.in_bulk(keys, field_name="dedupe_key")
+    return [by_key[key] for key in keys if key in by_key]
+
+
+def _upsert_ratings(user, rating_events):
+    """Store the newest score per product as the user's ``Rating``, unless a newer one exists."""
+    newest = {}
+    for event in sorted(rating_events, key=lambda event: event.timestamp):
+        newest[event.product_id] = event
+    if not newest:
+        return
+    existing = Rating.objects.filter(user=user, product_id__in=list(newest)).values_list("product_id", "updated_at")
+    newer_elsewhere = {product_id for product_id, updated in existing if updated > newest[product_id].timestamp}
+    Rating.objects.bulk_create(
+        [
+            Rating(user=user, product_id=product_id, score=event.value, created_at=event.timestamp)
+            for product_id, event in newest.items()
+            if product_id not in newer_elsewhere
+        ],
+        update_conflicts=True,
+        unique_fields=["user", "product"],
+        update_fields=["score", "updated_at"],
+    )
+
+
+# --- visitors -------------------------------------------------------------------------------------
+
+
+def visitor_key_for(request, create=True):
+    """Return the anonymous visitor's stable id, kept in the session ("" if none and not created).
+
+    Not the session key itself: Django cycles that on login, while session data survives
+    ``cycle_key``, so the receiver of ``user_logged_in`` still finds the visitor's id.
+    """
+    session = getattr(request, "session", None)
+    if session is None:
+        return ""
+    key = session.get(settings.VISITOR_SESSION_KEY) or ""
+    if not key and create:
+        key = uuid.uuid4().hex
+        session[settings.VISITOR_SESSION_KEY] = key
+    return key
+
+
+def record_for_request(request, events, batch_key=None):
+    """``record`` for whoever made the request: the signed-in user, else the session's visitor."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return record(events, user=user, visitor_key=visitor_key_for(request, create=False), batch_key=batch_key)
+    return record(events, visitor_key=visitor_key_for(request), batch_key=batch_key)
+
+
+def merge_visitor_into_user(visitor_key, user):
+    """Move an anonymous visitor's events, ratings and profile to ``user``; return events moved.
+
+    Events are reassigned, not copied, so nothing is counted twice; running it again moves
+    nothing. The anonymous profile fills only the blanks of the account's profile.
+    """
+    if not visitor_key:
+        return 0
+    with transaction.atomic():
+        unowned = Interaction.objects.filter(visitor_key=visitor_key, user__isnull=True)
+        ratings = list(unowned.filter(event=EventType.RATING, value__isnull=False))
+        moved = unowned.update(user=user)
+        _upsert_ratings(user, ratings)
+        _merge_profile(visitor_key, user)
+    return moved
+
+
+def _merge_profile(visitor_key, user):
+    anonymous = UserProfile.objects.select_for_update().filter(visitor_key=visitor_key, user__isnull=True).first()
+    if anonymous is None:
+        return
+    profile = UserProfile.objects.select_for_update().filter(user=user).first()
+    if profile is None:
+        anonymous.user, anonymous.visitor_key = user, None
+        anonymous.save()
+        return
+    for name in PROFILE_MERGE_FIELDS:
+        if getattr(profile, name) in (None, "") and getattr(anonymous, name) not in (None, ""):
+            setattr(profile, name, getattr(anonymous, name))
+    profile.attributes = {**(anonymous.attributes or {}), **(profile.attributes or {})}
+    # A visitor who withdrew consent before logging in keeps it withdrawn.
+    profile.personalization_consent = profile.personalization_consent and anonymous.personalization_consent
+    anonymous.delete()
+    profile.save()
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+def recent_events(user=None, visitor_key="", limit=None, event_types=None):
+    """Return a user's or visitor's latest events, newest first, as ``strategies.base.Event``.
+
+    ``limit`` defaults to ``SESSION_HISTORY_LENGTH``. Impressions are left out unless asked for
+    in ``event_types``: being shown a product says nothing about the visitor's taste.
+    A strategy's ``Context.events`` are oldest first: reverse the list.
+    """
+    from .strategies.base import Event
+
+    if user is not None and user.is_authenticated:
+        queryset = Interaction.objects.filter(user=user)
+    elif visitor_key:
+        queryset = Interaction.objects.filter(visitor_key=visitor_key)
+    else:
+        return []
+    if event_types is None:
+        event_types = [event for event in EventType.values if event != EventType.IMPRESSION]
+    limit = settings.SESSION_HISTORY_LENGTH if limit is None else limit
+    rows = (
+        queryset.filter(event__in=list(event_types))
+        .order_by("-timestamp", "-pk")
+        .values_list("product_id", "event", "timestamp", "dwell_seconds", "value")[:limit]
+    )
+    return [
+        Event(item_id=str(product_id), event=event, timestamp=moment.timestamp(), dwell_seconds=dwell, value=value)
+        for product_id, event, moment, dwell, value in rows
+    ]
