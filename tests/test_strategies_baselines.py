@@ -22,3 +22,11 @@ class TestItemKNNContract(StrategyContract):
     strategy_key = "item_knn"
     uses_events = True
     uses_sequence = True
+
+
+class TestDemographicContract(StrategyContract):
+    """Demographic CF under the strategy contract; profiles and events both find the category."""
+
+    strategy_key = "demographic"
+    uses_profile = True
+    uses_events = True

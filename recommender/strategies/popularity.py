@@ -205,27 +205,33 @@ class SegmentTables:
         return tables
 
 
-def shrunk_segment_distribution(
-    tables: SegmentTables, global_distribution: np.ndarray, tokens: Mapping[str, str], levels, shrinkage: float,
-) -> tuple[np.ndarray, tuple[str, ...] | None]:
-    """Item distribution of a profile's segments, shrunk from coarse to fine levels.
+def shrunk_segment_distributions(
+    tables: SegmentTables, global_distribution: np.ndarray, token_rows: Sequence[Mapping[str, str]], levels,
+    shrinkage: float,
+) -> tuple[np.ndarray, list[tuple[str, ...] | None]]:
+    """Item distribution of each profile's segments, shrunk from coarse to fine levels.
 
-    Starting from global popularity, each level the profile has a known, supported segment
-    for (coarsest first) updates ``p = (counts + shrinkage * p) / (total + shrinkage)``: a
-    segment with little data stays close to the coarser estimate.
+    Starting from global popularity, each level a profile has a known, supported segment for
+    (coarsest first) updates ``p = (counts + shrinkage * p) / (total + shrinkage)``: a segment
+    with little data stays close to the coarser estimate.
 
-    Returns the distribution (float64, sums to 1) and the finest level used (None: global).
+    Returns the distributions (float64, rows sum to 1) and the finest level used per row
+    (None: global only).
     """
-    distribution = global_distribution
-    finest = None
+    distributions = np.tile(global_distribution, (len(token_rows), 1))
+    finest: list[tuple[str, ...] | None] = [None] * len(token_rows)
     for level in reversed([tuple(level) for level in levels]):
-        row = tables.index.get(level, {}).get(segment_of(tokens, level))
-        if row is None:
+        index = tables.index.get(level, {})
+        rows = np.array([index.get(segment_of(tokens, level), -1) for tokens in token_rows], dtype=np.int64)
+        has_segment = np.flatnonzero(rows >= 0)
+        if not has_segment.size:
             continue
-        counts = tables.counts[level][row].toarray().ravel()
-        distribution = (counts + shrinkage * distribution) / (tables.totals[level][row] + shrinkage)
-        finest = level
-    return distribution, finest
+        counts = tables.counts[level][rows[has_segment]].toarray()
+        totals = tables.totals[level][rows[has_segment]][:, None]
+        distributions[has_segment] = (counts + shrinkage * distributions[has_segment]) / (totals + shrinkage)
+        for row in has_segment:
+            finest[row] = level
+    return distributions, finest
 
 
 class SegmentPopularityStrategy(Strategy):
@@ -344,14 +350,10 @@ class SegmentPopularityStrategy(Strategy):
         level_keys = sorted({key for level in levels for key in level})
         combos = [tuple(tokens.get(key) for key in level_keys) for tokens in token_rows]
         codes, uniques = pd.factorize(pd.Series(["\x1f".join(map(str, combo)) for combo in combos]))
-        unique_scores = np.empty((len(uniques), len(global_distribution)), dtype=np.float32)
-        finest_levels = []
-        first_row = np.unique(codes, return_index=True)[1]
-        for unique_code, row in enumerate(first_row):
-            distribution, finest = shrunk_segment_distribution(tables, global_distribution, token_rows[row], levels, shrinkage)
-            unique_scores[unique_code] = distribution
-            finest_levels.append(finest)
-        return unique_scores[codes], [finest_levels[code] for code in codes]
+        first_rows = np.unique(codes, return_index=True)[1]
+        unique_scores, finest_levels = shrunk_segment_distributions(
+            tables, global_distribution, [token_rows[row] for row in first_rows], levels, shrinkage)
+        return unique_scores[codes].astype(np.float32), [finest_levels[code] for code in codes]
 
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
         token_rows = [self.encoder_.tokens(context.profile) for context in contexts]
@@ -362,7 +364,7 @@ class SegmentPopularityStrategy(Strategy):
     def segment_description(self, profile: Mapping) -> str | None:
         """Words for the finest segment used for ``profile`` ('women aged 25–34'), or None."""
         tokens = self.encoder_.tokens(profile)
-        finest = shrunk_segment_distribution(self.tables_, self.global_, tokens, self.tuned_["levels"], 1.0)[1]
+        finest = shrunk_segment_distributions(self.tables_, self.global_, [tokens], self.tuned_["levels"], 1.0)[1][0]
         return describe_segment(tokens, finest) if finest else None
 
     def _explain(self, context: Context, item_positions: np.ndarray) -> list[str]:
