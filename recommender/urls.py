@@ -1,6 +1,8 @@
 """Routes of the reusable app; a host includes them with ``path("", include("recommender.urls"))``."""
 
-from django.urls import path  # noqa: F401
+from django.urls import include, path
 
 app_name = "recommender"
-urlpatterns = []
+urlpatterns = [
+    path("api/", include("recommender.api.urls")),
+]
