@@ -1,0 +1,278 @@
+"""Run the evaluation protocols over strategies and collect metrics (DESIGN §5).
+
+``evaluate`` fits each strategy on the training part of every fold only (strategies that tune
+do so on a validation split inside that training data), builds contexts for the held-out
+users (profile + the events they revealed), scores the full catalogue in batches, never
+recommends an item the user already has, and reports NDCG, recall, precision, hit rate, MRR
+and catalogue coverage @K, per reveal and per regime of known events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..data.dataset import Dataset
+from ..strategies.base import Context, Event, Strategy, top_k_batch
+from .metrics import METRIC_NAMES, catalogue_coverage, ranking_metrics
+from .protocols import event_rank_within_user, new_item_split, new_user_splits, relevance_matrix, relevant_mask, warm_split
+
+PROTOCOLS = ("new-user", "new-item", "warm")
+REGIMES = ((0, 0, "0"), (1, 2, "1-2"), (3, 9, "3-9"), (10, np.inf, "10+"))
+BATCH_SIZE = 512
+MAX_CONTEXT_EVENTS = 50
+
+
+def regime_of(n_known_events: np.ndarray) -> np.ndarray:
+    """Regime label ('0', '1-2', '3-9', '10+') for each number of known events."""
+    labels = np.empty(len(n_known_events), dtype=object)
+    for low, high, label in REGIMES:
+        labels[(n_known_events >= low) & (n_known_events <= high)] = label
+    return labels
+
+
+@dataclass
+class _Tally:
+    """Per-user metrics of one (strategy, reveal) pooled over folds."""
+
+    metrics: dict[str, list[np.ndarray]] = field(default_factory=lambda: {name: [] for name in METRIC_NAMES})
+    regimes: list[np.ndarray] = field(default_factory=list)
+    shown_items: list[np.ndarray] = field(default_factory=list)
+    fit_seconds: list[float] = field(default_factory=list)
+    skipped: int = 0
+
+    def add(self, metrics: Mapping[str, np.ndarray], regimes: np.ndarray, top_items: np.ndarray):
+        for name in METRIC_NAMES:
+            self.metrics[name].append(metrics[name])
+        self.regimes.append(regimes)
+        self.shown_items.append(np.unique(top_items[top_items >= 0]))
+
+    def rows(self, strategy: str, reveal, n_items: int) -> list[dict]:
+        values = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self.metrics.items()}
+        regimes = np.concatenate(self.regimes) if self.regimes else np.zeros(0, dtype=object)
+        shown = np.unique(np.concatenate(self.shown_items)) if self.shown_items else np.zeros(0, dtype=int)
+        base = {"strategy": strategy, "reveal": reveal, "fit_seconds": float(np.mean(self.fit_seconds)) if self.fit_seconds else 0.0}
+        rows = [{**base, "regime": "all", **_means(values, np.ones(len(regimes), dtype=bool)),
+                 "coverage": catalogue_coverage(shown, n_items), "users": int(len(regimes)),
+                 "skipped_users": int(self.skipped)}]
+        for label in pd.unique(regimes):
+            selected = regimes == label
+            if selected.sum() != len(regimes):
+                rows.append({**base, "regime": label, **_means(values, selected), "coverage": None,
+                             "users": int(selected.sum()), "skipped_users": None})
+        return rows
+
+
+def _means(values: Mapping[str, np.ndarray], selected: np.ndarray) -> dict[str, float]:
+    return {name: float(values[name][selected].mean()) if selected.any() else 0.0 for name in METRIC_NAMES}
+
+
+def build_strategy(key: str, params: Mapping | None, seed: int, positive_threshold: float | None) -> Strategy:
+    """Instantiate ``key``; strategies that define ``positive_threshold`` get the task's one."""
+    from ..strategies.registry import get_strategy_class
+
+    klass = get_strategy_class(key)
+    params = dict(params or {})
+    if "positive_threshold" in klass.default_params:
+        params.setdefault("positive_threshold", positive_threshold)
+    return klass(seed=seed, **params)
+
+
+def user_contexts(dataset: Dataset, user_ids: Sequence[str], row_mask: np.ndarray, max_events: int | None = None) -> list[Context]:
+    """One context per user: their profile and their masked interactions as events, in order."""
+    rows = dataset.interactions[row_mask]
+    if max_events:
+        rows = rows.groupby("user_id", sort=False).tail(max_events)
+    events_by_user: dict[str, list[Event]] = {}
+    for user_id, item_id, event, value, timestamp, dwell in zip(
+        rows["user_id"], rows["item_id"], rows["event"], rows["value"], rows["timestamp"], rows["dwell_seconds"]
+    ):
+        events_by_user.setdefault(user_id, []).append(Event(
+            item_id=item_id, event=event, value=None if np.isnan(value) else float(value),
+            timestamp=None if np.isnan(timestamp) else float(timestamp),
+            dwell_seconds=None if np.isnan(dwell) else float(dwell),
+        ))
+    profiles = dataset.users.reindex(pd.Index(list(user_ids), name="user_id"))
+    records = profiles.reset_index().to_dict("records")
+    return [
+        Context(profile={key: value for key, value in record.items() if key != "user_id" and not _is_missing(value)},
+                events=tuple(events_by_user.get(user_id, ())), user_id=None)
+        for user_id, record in zip(user_ids, records)
+    ]
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def score_top_k(
+    strategy: Strategy, contexts: Sequence[Context], known: sp.csr_matrix, k: int,
+    candidates: np.ndarray | None = None, batch_size: int = BATCH_SIZE,
+) -> np.ndarray:
+    """Top-k item positions per context, never an item in ``known`` (nor outside ``candidates``)."""
+    top = np.empty((len(contexts), k), dtype=np.int64)
+    for start in range(0, len(contexts), batch_size):
+        stop = min(start + batch_size, len(contexts))
+        scores = strategy.score_batch(contexts[start:stop]).copy()
+        block = known[start:stop].tocoo()
+        scores[block.row, block.col] = -np.inf
+        if candidates is not None:
+            scores[:, ~candidates] = -np.inf
+        top[start:stop] = top_k_batch(scores, k)
+    return top
+
+
+def evaluate(
+    dataset: Dataset,
+    strategies: Iterable[str],
+    protocol: str = "new-user",
+    reveal: Sequence[int] = (0, 1, 3, 5),
+    folds: int = 5,
+    k: int = 10,
+    positive_threshold: float | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    strategy_params: Mapping[str, Mapping] | None = None,
+    holdout_items: float = 0.2,
+    new_item_ids: Sequence[str] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> list[dict]:
+    """Evaluate ``strategies`` (registry keys) on ``dataset`` under ``protocol``.
+
+    Parameters
+    ----------
+    protocol
+        ``"new-user"`` (folds of cold users, first ``reveal`` events as context),
+        ``"new-item"`` (held-out items ranked for users from their history) or ``"warm"``
+        (each user's last event).
+    positive_threshold
+        Ratings at or above it are relevant (carts and purchases always are).
+    strategy_params
+        Extra params per strategy key.
+
+    Returns
+    -------
+    list of dict
+        One row per (strategy, reveal, regime) with ``ndcg``, ``recall``, ``precision``,
+        ``hr``, ``mrr``, ``coverage``, ``users``, ``skipped_users``, ``fit_seconds``; the row
+        with ``regime == "all"`` is the headline figure.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    strategies = list(strategies)
+    strategy_params = strategy_params or {}
+    positive = relevant_mask(dataset, positive_threshold)
+    tallies: dict[tuple[str, object], _Tally] = {}
+    progress_bar = _progress(progress, total=(folds if protocol == "new-user" else 1) * len(strategies), protocol=protocol)
+
+    def fit(key: str, train: Dataset) -> tuple[Strategy, float]:
+        started = time.perf_counter()
+        strategy = build_strategy(key, strategy_params.get(key), seed, positive_threshold).fit(train)
+        return strategy, time.perf_counter() - started
+
+    if protocol == "new-user":
+        rank = event_rank_within_user(dataset)
+        for fold in new_user_splits(dataset, folds, seed):
+            cold = dataset.interactions["user_id"].isin(set(fold.cold_user_ids)).to_numpy()
+            for key in strategies:
+                strategy, seconds = fit(key, fold.train)
+                for n in reveal:
+                    revealed, test = cold & (rank < n), cold & (rank >= n) & positive
+                    tally = tallies.setdefault((key, int(n)), _Tally())
+                    tally.fit_seconds.append(seconds)
+                    _score_users(dataset, strategy, fold.cold_user_ids, revealed, test, k, tally, None, batch_size)
+                progress_bar.update(1)
+    elif protocol == "new-item":
+        split = new_item_split(dataset, holdout_items, new_item_ids, seed)
+        candidates = dataset.item_index.isin(set(split.new_item_ids))
+        users = pd.unique(dataset.interactions.loc[split.test_mask & positive, "user_id"].to_numpy())
+        for key in strategies:
+            strategy, seconds = fit(key, split.train)
+            tally = tallies.setdefault((key, None), _Tally())
+            tally.fit_seconds.append(seconds)
+            _score_users(dataset, strategy, users, ~split.test_mask, split.test_mask & positive, k, tally, candidates, batch_size)
+            progress_bar.update(1)
+    else:
+        train, test_mask = warm_split(dataset)
+        users = pd.unique(dataset.interactions.loc[test_mask & positive, "user_id"].to_numpy())
+        for key in strategies:
+            strategy, seconds = fit(key, train)
+            tally = tallies.setdefault((key, None), _Tally())
+            tally.fit_seconds.append(seconds)
+            _score_users(dataset, strategy, users, ~test_mask, test_mask & positive, k, tally, None, batch_size)
+            progress_bar.update(1)
+    progress_bar.close()
+    return [row for (key, n), tally in tallies.items() for row in tally.rows(key, n, dataset.n_items)]
+
+
+def _score_users(
+    dataset: Dataset, strategy: Strategy, user_ids, known_mask: np.ndarray, test_mask: np.ndarray, k: int,
+    tally: _Tally, candidates: np.ndarray | None, batch_size: int,
+) -> None:
+    """Score ``user_ids`` given their ``known_mask`` events; relevant = ``test_mask`` items they do not have."""
+    user_ids = np.asarray(user_ids, dtype=object)
+    known = relevance_matrix(dataset, user_ids, known_mask)
+    relevant = relevance_matrix(dataset, user_ids, test_mask)
+    relevant = (relevant - relevant.multiply(known)).tocsr()  # an item already had cannot be recommended
+    relevant.eliminate_zeros()
+    has_relevant = relevant.getnnz(axis=1) > 0
+    tally.skipped += int((~has_relevant).sum())
+    if not has_relevant.any():
+        return
+    user_ids, known, relevant = user_ids[has_relevant], known[has_relevant], relevant[has_relevant]
+    contexts = user_contexts(dataset, user_ids, known_mask & dataset.interactions["user_id"].isin(set(user_ids)).to_numpy(),
+                             MAX_CONTEXT_EVENTS)
+    n_known_events = np.array([len(context.events) for context in contexts])
+    known = _align_columns(known, strategy, dataset)
+    top = score_top_k(strategy, contexts, known, k, _align_candidates(candidates, strategy, dataset), batch_size)
+    top = _to_dataset_positions(top, strategy, dataset)
+    tally.add(ranking_metrics(top, relevant, k), regime_of(n_known_events), top)
+
+
+def _align_columns(matrix: sp.csr_matrix, strategy: Strategy, dataset: Dataset) -> sp.csr_matrix:
+    """Re-index dataset item columns to the strategy's item order (they match unless items were added)."""
+    if len(strategy.item_ids) == dataset.n_items and np.array_equal(strategy.item_ids, dataset.item_ids):
+        return matrix
+    positions = strategy.item_positions(dataset.item_ids)
+    coo = matrix.tocoo()
+    keep = positions[coo.col] >= 0
+    return sp.csr_matrix((coo.data[keep], (coo.row[keep], positions[coo.col[keep]])), shape=(matrix.shape[0], strategy.n_items))
+
+
+def _align_candidates(candidates, strategy: Strategy, dataset: Dataset):
+    if candidates is None:
+        return None
+    aligned = np.zeros(strategy.n_items, dtype=bool)
+    positions = strategy.item_positions(dataset.item_ids[candidates])
+    aligned[positions[positions >= 0]] = True
+    return aligned
+
+
+def _to_dataset_positions(top: np.ndarray, strategy: Strategy, dataset: Dataset) -> np.ndarray:
+    if len(strategy.item_ids) == dataset.n_items and np.array_equal(strategy.item_ids, dataset.item_ids):
+        return top
+    lookup = dataset.item_index.get_indexer(pd.Index(strategy.item_ids))
+    return np.where(top >= 0, lookup[np.maximum(top, 0)], -1)
+
+
+class _NoProgress:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(enabled: bool, total: int, protocol: str) -> Callable:
+    if not enabled:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"{protocol}: fit + score", unit="fit")
