@@ -57,6 +57,8 @@ class ServedItem:
     item_id: str
     score: float
     reason: str
+    title: str = ""
+    price: Any = None
 
 
 @dataclass
@@ -326,7 +328,8 @@ def _served(payload, placement, k, stamp, cached, context) -> ServedRecommendati
     pks = [adapter.pk_from_string(item_id) for item_id in payload["item_ids"]]
     products = adapter.queryset().in_bulk(pks)
     items = [
-        ServedItem(product=products[pk], item_id=item_id, score=score, reason=reason)
+        ServedItem(product=products[pk], item_id=item_id, score=score, reason=reason,
+                   title=adapter.title_of(products[pk]), price=product_attribute(products[pk], "price"))
         for pk, item_id, score, reason in zip(pks, payload["item_ids"], payload["scores"], payload["reasons"])
         if pk in products
     ]
@@ -340,6 +343,17 @@ def _served(payload, placement, k, stamp, cached, context) -> ServedRecommendati
         stamp=stamp,
         context=context,
     )
+
+
+def product_attribute(product, name):
+    """A product's value of one of the adapter's attributes (``category__name`` is followed)."""
+    path = get_adapter().field_paths.get(name)
+    value = product
+    for part in (path or "").split("__") if path else ():
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value if path else None
 
 
 # --- no model yet: popularity counted from the database ----------------------------------------
@@ -383,6 +397,23 @@ def onboarding_items(k=10):
     pks = [adapter.pk_from_string(item_id) for item_id in item_ids]
     products = adapter.queryset().in_bulk(pks)
     return [products[pk] for pk in pks if pk in products]
+
+
+def onboarding_item(product) -> dict:
+    """What the onboarding strip shows of one product."""
+    return {"product": product, "item_id": str(product.pk), "title": get_adapter().title_of(product),
+            "price": product_attribute(product, "price")}
+
+
+def needs_onboarding(request) -> bool:
+    """True for a visitor with no events yet who has not refused personalisation."""
+    visitor = visitor_from(request=request, create=False)
+    if not visitor.known:
+        return True
+    profile = visitor.profile()
+    if profile is not None and not profile.personalization_consent:
+        return False
+    return not visitor.interactions().exclude(event=EventType.IMPRESSION).exists()
 
 
 def _diverse_popular_ids(k):

@@ -2,7 +2,10 @@
 
 from django.urls import include, path
 
+from . import views
+
 app_name = "recommender"
 urlpatterns = [
     path("api/", include("recommender.api.urls")),
+    path("recommendations/onboarding/", views.onboarding, name="onboarding"),
 ]

@@ -1,0 +1,68 @@
+"""Staff-only API views: trained model versions, and queueing a retrain."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..models import ModelVersion
+from ..strategies.registry import available_keys
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "strategy", "status", "stage", "progress", "checksum", "artifact_bytes", "data_counts",
+                  "params", "metrics", "timings", "error", "task_id", "created_at", "finished_at", "activated_at"]
+
+
+class TrainRequestSerializer(serializers.Serializer):
+    strategy = serializers.CharField(help_text="Key of the strategy to train.")
+
+    def validate_strategy(self, value):
+        keys = available_keys()
+        if value not in keys:
+            raise serializers.ValidationError(f"Unknown strategy {value[:40]!r}; known: {', '.join(keys)}.")
+        return value
+
+
+class QueuedTrainingSerializer(serializers.Serializer):
+    strategy = serializers.CharField()
+    task_id = serializers.CharField()
+
+
+class VersionPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+class ModelVersionListView(generics.ListAPIView):
+    """Every trained version of every strategy, newest first (staff only)."""
+
+    permission_classes = [IsAdminUser]
+    serializer_class = ModelVersionSerializer
+    pagination_class = VersionPagination
+    queryset = ModelVersion.objects.order_by("-created_at", "-pk")
+
+    @extend_schema(operation_id="models_list", summary="Model versions", tags=["models"])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class TrainModelView(APIView):
+    """Queue the training of one strategy (staff only); answers 202 with the task's id."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(operation_id="models_train", summary="Queue a retrain", request=TrainRequestSerializer,
+                   responses={202: QueuedTrainingSerializer}, tags=["models"])
+    def post(self, request):
+        from .. import tasks
+
+        serializer = TrainRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = serializer.validated_data["strategy"]
+        result = tasks.train_strategy_task.delay(key)
+        return Response({"strategy": key, "task_id": result.id}, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,123 @@
+"""API views serving recommendations: the current visitor's and "similar products".
+
+Thin: parameters are validated by serializers, the work is ``service.recommend``. Nobody can
+ask for another visitor's recommendations: the visitor is always the one making the request.
+"""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import service
+from ..catalog import get_adapter
+
+MAX_K = 100
+PLACEMENT_PATTERN = r"^[a-z0-9_-]{1,64}$"
+
+
+def product_or_none(value):
+    """The product with the outside-world id ``value``, or None if there is no such product."""
+    adapter = get_adapter()
+    try:
+        pk = adapter.pk_from_string(value)
+    except (DjangoValidationError, ValueError, TypeError):
+        return None
+    return adapter.queryset().filter(pk=pk).first()
+
+
+class RecommendationQuerySerializer(serializers.Serializer):
+    k = serializers.IntegerField(required=False, default=8, min_value=1, max_value=MAX_K,
+                                 help_text=f"How many products (1 to {MAX_K}).")
+    placement = serializers.RegexField(
+        PLACEMENT_PATTERN, required=False, default="home",
+        error_messages={"invalid": "Use 1 to 64 lowercase letters, digits, '_' or '-'."},
+        help_text="Where the list is shown: home, similar, also_bought, cart or your own.",
+    )
+    product = serializers.CharField(required=False, max_length=64, help_text="Id of the product in view.")
+
+    def validate_product(self, value):
+        product = product_or_none(value)
+        if product is None:
+            raise serializers.ValidationError(f"No product with id {value[:40]!r}.")
+        return product
+
+
+class SimilarQuerySerializer(serializers.Serializer):
+    k = serializers.IntegerField(required=False, default=8, min_value=1, max_value=MAX_K,
+                                 help_text=f"How many products (1 to {MAX_K}).")
+
+
+class RecommendedItemSerializer(serializers.Serializer):
+    id = serializers.CharField(source="item_id")
+    title = serializers.CharField()
+    price = serializers.FloatField(allow_null=True)
+    url = serializers.SerializerMethodField()
+    score = serializers.FloatField()
+    reason = serializers.CharField()
+
+    def get_url(self, item) -> str | None:
+        url_of = getattr(item.product, "get_absolute_url", None)
+        return url_of() if url_of else None
+
+
+class RecommendationsSerializer(serializers.Serializer):
+    placement = serializers.CharField()
+    title = serializers.CharField()
+    strategy = serializers.CharField(help_text="Key of the strategy that served the list.")
+    arm = serializers.CharField(help_text="The visitor's A/B arm; empty without a running test.")
+    items = RecommendedItemSerializer(many=True)
+
+
+def served_response(served):
+    return Response(RecommendationsSerializer(served).data)
+
+
+class RecommendationsView(APIView):
+    """Recommendations for the signed-in user or the session's anonymous visitor."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="recommendations_list",
+        summary="Recommendations for the current visitor",
+        parameters=[RecommendationQuerySerializer],
+        responses={200: RecommendationsSerializer},
+        tags=["recommendations"],
+    )
+    def get(self, request):
+        query = RecommendationQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        visitor = service.visitor_from(request=request, create=False)
+        served = service.recommend(
+            user=visitor.user, visitor_key=visitor.visitor_key, placement=query.validated_data["placement"],
+            product=query.validated_data.get("product"), k=query.validated_data["k"],
+        )
+        return served_response(served)
+
+
+class SimilarProductsView(APIView):
+    """Products similar to one product ("Similar products" on a product page)."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="products_similar",
+        summary="Products similar to a product",
+        parameters=[SimilarQuerySerializer, OpenApiParameter("product_id", str, OpenApiParameter.PATH)],
+        responses={200: RecommendationsSerializer},
+        tags=["recommendations"],
+    )
+    def get(self, request, product_id):
+        query = SimilarQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        product = product_or_none(product_id)
+        if product is None:
+            raise Http404(f"No product with id {product_id[:40]!r}.")
+        visitor = service.visitor_from(request=request, create=False)
+        served = service.similar(product, k=query.validated_data["k"], user=visitor.user,
+                                 visitor_key=visitor.visitor_key)
+        return served_response(served)
