@@ -24,6 +24,17 @@ class Category(models.Model):
     def get_absolute_url(self):
         return reverse("category", args=[self.slug])
 
+    @property
+    def initials(self):
+        """Two letters standing in for a product photo: "Running Shoes" → "RS"."""
+        words = [word for word in self.name.replace("&", " ").split() if word[:1].isalnum()]
+        return "".join(word[0] for word in words[:2]).upper() or "?"
+
+    @property
+    def hue(self):
+        """A stable colour (HSL hue) per category for the CSS product tiles."""
+        return (sum(self.name.encode()) * 47) % 360
+
 
 class Product(models.Model):
     sku = models.CharField("SKU", max_length=64, unique=True)
