@@ -42,7 +42,11 @@ class EventValidationError(ValueError):
 
     def __init__(self, errors):
         self.errors = list(errors)
-        super().__init__("; ".join(_describe(error) for error in self.errors))
+        # The errors themselves are the args, so the exception survives pickling and Celery results.
+        super().__init__(self.errors)
+
+    def __str__(self):
+        return "; ".join(_describe(error) for error in self.errors)
 
 
 def _describe(error):
