@@ -70,6 +70,26 @@ DEFAULTS = {
     "KEEP_VERSIONS": 3,
     "ACTIVATION_TOLERANCE": 0.02,
     "RANDOM_SEED": 0,
+    # Constructor params per strategy used by training, e.g. {"generative": {"epochs": 20}}.
+    "TRAINING_PARAMS": {},
+    # Held-out cold-start split that guards activation: a seeded share of the users with
+    # events (at most TRAINING_HOLDOUT_MAX_USERS) is removed from a first fit and scored as
+    # new users; ratings count as relevant from TRAINING_POSITIVE_THRESHOLD up.
+    "TRAINING_HOLDOUT_SHARE": 0.1,
+    "TRAINING_HOLDOUT_MAX_USERS": 1000,
+    "TRAINING_POSITIVE_THRESHOLD": 4.0,
+    # A training row whose worker has not written a heartbeat for this long is marked failed.
+    "TRAINING_HEARTBEAT_SECONDS": 30,
+    "TRAINING_STALE_SECONDS": 15 * 60,
+    # Serving processes re-read the active versions at least this often even if no
+    # activation bumped the cache stamp (a lost cache write heals itself).
+    "ACTIVE_VERSION_RECHECK_SECONDS": 60,
+    # Batch precomputation for warm users: who counts as warm, list length, cache lifetime.
+    "PRECOMPUTE_MIN_EVENTS": 10,
+    "PRECOMPUTE_ACTIVE_DAYS": 30,
+    "PRECOMPUTE_SIZE": 20,
+    "PRECOMPUTE_CHUNK_SIZE": 500,
+    "PRECOMPUTE_TIMEOUT": 24 * 60 * 60,
     # --- Import.
     "IMPORT_USERNAME_PREFIX": "imported-",
     "IMPORT_BATCH_SIZE": 5000,

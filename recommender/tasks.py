@@ -36,3 +36,75 @@ def record_events_task(events_batch, user_id=None, visitor_key="", batch_key=Non
             logger.warning("record_events_task: user %s no longer exists; %d events dropped", user_id, len(events_batch))
             return 0
     return len(events.record(events_batch, user=user, visitor_key=visitor_key, batch_key=batch_key))
+
+
+# --- training, evaluation, embeddings, precomputation (service: recommender.training) ----------
+# Training tasks run long: acks_late (with the settings' reject_on_worker_lost) hands a task back
+# to the broker when its worker dies; the stale-row cleanup and the per-strategy lock make a
+# second delivery safe. Only transient database, broker and cache errors are retried.
+def _training_task(**options):
+    from .training import TRANSIENT_ERRORS as training_transient_errors
+
+    return shared_task(
+        bind=True,
+        acks_late=True,
+        autoretry_for=training_transient_errors,
+        retry_backoff=True,
+        retry_backoff_max=600,
+        retry_jitter=True,
+        max_retries=5,
+        **options,
+    )
+
+
+@_training_task()
+def train_strategy_task(self, key, version_id=None):
+    """Train, evaluate and (guardedly) activate one strategy; return the run's summary dict."""
+    from . import training
+
+    try:
+        version = training.train_strategy(key, version_id=version_id, task_id=self.request.id or "")
+    except training.TrainingRefused as refused:
+        logger.info("train_strategy_task(%s) refused: %s", key, refused)
+        return {"strategy": key, "version": version_id, "status": "refused", "outcome": f"refused: {refused}"}
+    return training.run_summary(version)
+
+
+@_training_task()
+def train_all_task(self, keys=None):
+    """Queue every trainable strategy in parallel, then the hybrid; return the chord's id."""
+    from . import training
+
+    return training.train_all(keys).id
+
+
+@_training_task()
+def embed_products_task(self):
+    """Embed products whose text is new or changed into the shared embedding cache."""
+    from . import embeddings
+
+    return embeddings.embed_products()
+
+
+@_training_task()
+def evaluate_active_task(self):
+    """Score every active version on users who arrived after it was trained; record the metrics."""
+    from . import training
+
+    return training.evaluate_active()
+
+
+@_training_task()
+def precompute_recommendations_task(self, strategy_key=None, chunk_size=None):
+    """Fan the warm users out over workers in chunks (a group of ``precompute_chunk_task``)."""
+    from . import precompute
+
+    return precompute.fan_out(strategy_key, chunk_size)
+
+
+@_training_task()
+def precompute_chunk_task(self, strategy_key, version_id, user_pks):
+    """Score one chunk of warm users with the active version and cache their lists."""
+    from . import precompute
+
+    return precompute.precompute_for_users(strategy_key, version_id, user_pks)

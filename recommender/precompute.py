@@ -1,0 +1,158 @@
+"""Batch precomputation of recommendations for warm users, fanned out over Celery workers.
+
+Warm signed-in users (at least ``PRECOMPUTE_MIN_EVENTS`` events, one of them in the last
+``PRECOMPUTE_ACTIVE_DAYS`` days) are split into chunks of ``PRECOMPUTE_CHUNK_SIZE``; each chunk
+is one task (a Celery group, so any number of workers share the work) that scores its users in
+one ``score_batch`` call and stores each user's top ``PRECOMPUTE_SIZE`` in the cache under a key
+holding the active version id, so a new activation makes old lists unreachable.
+
+A stored list also holds the id of the user's latest event when it was computed: serving uses
+it only while the user has done nothing since (``get_precomputed``), otherwise it scores live.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+from django.core.cache import caches
+from django.db.models import Count, F, Max, Q, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from .conf import settings
+from .models import EventType, Interaction, UserProfile
+from .strategies.base import Context, Event, top_k_batch
+
+KEY = "recommender:precomputed:{strategy}:{version}:{user}"
+
+
+def _cache():
+    return caches[settings.CACHE_ALIAS]
+
+
+def cache_key(strategy_key: str, version_id: int, user_pk) -> str:
+    return KEY.format(strategy=strategy_key, version=version_id, user=user_pk)
+
+
+def warm_user_pks(now: datetime.datetime | None = None) -> list:
+    """Signed-in users with enough events, recently active, not opted out; by primary key."""
+    cutoff = (now or timezone.now()) - datetime.timedelta(days=settings.PRECOMPUTE_ACTIVE_DAYS)
+    rows = (
+        Interaction.objects.filter(user__isnull=False)
+        .exclude(event=EventType.IMPRESSION)
+        .exclude(user__recommender_profile__personalization_consent=False)
+        .values("user_id")
+        .annotate(events=Count("id"), latest=Max("timestamp"))
+        .filter(events__gte=settings.PRECOMPUTE_MIN_EVENTS, latest__gte=cutoff)
+        .order_by("user_id")
+    )
+    return [row["user_id"] for row in rows]
+
+
+def fan_out(strategy_key: str | None = None, chunk_size: int | None = None) -> dict:
+    """Queue one chunk task per ``chunk_size`` warm users (a Celery group); return counts."""
+    from celery import group
+
+    from . import training
+    from .tasks import precompute_chunk_task
+
+    strategy_key = strategy_key or settings.DEFAULT_STRATEGY
+    version_id = training.active_version_ids().get(strategy_key)
+    if version_id is None:
+        return {"strategy": strategy_key, "users": 0, "chunks": 0, "reason": "no active version"}
+    user_pks = warm_user_pks()
+    size = int(chunk_size or settings.PRECOMPUTE_CHUNK_SIZE)
+    chunks = [user_pks[start:start + size] for start in range(0, len(user_pks), size)]
+    if chunks:
+        group(precompute_chunk_task.s(strategy_key, version_id, chunk) for chunk in chunks).apply_async()
+    return {"strategy": strategy_key, "version": version_id, "users": len(user_pks), "chunks": len(chunks)}
+
+
+def precompute_for_users(strategy_key: str, version_id: int, user_pks: list, k: int | None = None) -> int:
+    """Score ``user_pks`` with the active ``strategy_key`` and cache their lists; return how many.
+
+    Does nothing (returns 0) when ``version_id`` is no longer the active version: the task was
+    queued before an activation, and the new version gets its own run.
+    """
+    from . import training
+
+    strategy = training.get_active_strategy(strategy_key)
+    if strategy is None or getattr(strategy, "version_id", None) != version_id or not user_pks:
+        return 0
+    k = int(k or settings.PRECOMPUTE_SIZE)
+    contexts, latest_event_ids, bought = user_contexts(user_pks)
+    scores = strategy.score_batch(contexts).copy()
+    for row, item_ids in enumerate(bought):
+        positions = strategy.item_positions(item_ids)
+        scores[row, positions[positions >= 0]] = -np.inf
+    top = top_k_batch(scores, k)
+    entries = {}
+    for row, (user_pk, context) in enumerate(zip(user_pks, contexts)):
+        positions = top[row][top[row] >= 0]
+        entries[cache_key(strategy_key, version_id, user_pk)] = {
+            "items": [str(item) for item in strategy.item_ids[positions]],
+            "scores": scores[row, positions].tolist(),
+            "reasons": strategy._explain(context, positions),
+            "latest_event": latest_event_ids.get(user_pk, 0),
+            "computed_at": timezone.now().isoformat(),
+        }
+    _cache().set_many(entries, timeout=settings.PRECOMPUTE_TIMEOUT)
+    return len(entries)
+
+
+def user_contexts(user_pks: list) -> tuple[list[Context], dict, list[set[str]]]:
+    """Contexts of signed-in users (profile + latest events), their latest event ids, bought items.
+
+    Three queries whatever the number of users: profiles, the latest ``SESSION_HISTORY_LENGTH``
+    events per user (a window function), and purchases.
+    """
+    profiles = {profile.user_id: profile for profile in UserProfile.objects.filter(user_id__in=user_pks)}
+    recent = (
+        Interaction.objects.filter(user_id__in=user_pks)
+        .exclude(event=EventType.IMPRESSION)
+        .annotate(newest_first=Window(RowNumber(), partition_by=[F("user_id")],
+                                      order_by=[F("timestamp").desc(), F("pk").desc()]))
+        .filter(newest_first__lte=settings.SESSION_HISTORY_LENGTH)
+        .order_by("user_id", "timestamp", "pk")
+        .values_list("user_id", "pk", "product_id", "event", "timestamp", "dwell_seconds", "value")
+    )
+    events: dict = {}
+    latest_event_ids: dict = {}
+    for user_pk, pk, product_pk, event, moment, dwell, value in recent:
+        events.setdefault(user_pk, []).append(
+            Event(item_id=str(product_pk), event=event, timestamp=moment.timestamp(), dwell_seconds=dwell, value=value)
+        )
+        latest_event_ids[user_pk] = pk
+    purchases = Interaction.objects.filter(Q(user_id__in=user_pks) & Q(event=EventType.PURCHASE)).values_list(
+        "user_id", "product_id"
+    )
+    bought: dict = {}
+    for user_pk, product_pk in purchases.distinct():
+        bought.setdefault(user_pk, set()).add(str(product_pk))
+    contexts = [
+        Context(
+            profile=profiles[user_pk].as_features() if user_pk in profiles and profiles[user_pk].personalization_consent else {},
+            events=tuple(events.get(user_pk, ())),
+            user_id=str(user_pk),
+        )
+        for user_pk in user_pks
+    ]
+    return contexts, latest_event_ids, [bought.get(user_pk, set()) for user_pk in user_pks]
+
+
+def get_precomputed(strategy_key: str, user_pk, latest_event_id: int | None = None) -> dict | None:
+    """The stored list of a user for the active version, or None (absent, stale or outdated).
+
+    ``latest_event_id``: the user's latest non-impression event now; a list computed before it
+    is outdated (the user did something since) and is not returned.
+    """
+    from . import training
+
+    version_id = training.active_version_ids().get(strategy_key)
+    if version_id is None:
+        return None
+    entry = _cache().get(cache_key(strategy_key, version_id, user_pk))
+    if entry is None or (latest_event_id is not None and entry["latest_event"] != latest_event_id):
+        return None
+    return entry

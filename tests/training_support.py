@@ -1,0 +1,104 @@
+"""Helpers of the training tests: tiny strategies with controllable quality, and a small shop
+written into the database through the catalog adapter (so the tests run on any host catalog)."""
+
+import datetime
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.test import override_settings
+from django.utils import timezone
+
+from recommender.models import Interaction, UserProfile
+from recommender.strategies.base import Strategy
+from recommender.testing.factories import make_product
+
+TOY_PATH = "tests.training_support.ToyStrategy"
+FAILING_PATH = "tests.training_support.FailingStrategy"
+BLOCKING_PATH = "tests.training_support.BlockingStrategy"
+CATEGORIES = ("Garden", "Kitchen")
+
+
+class ToyStrategy(Strategy):
+    """Event-weighted popularity; ``reverse=True`` ranks the least popular first (a worse model)."""
+
+    key = "toy"
+    label = "Toy"
+    default_params = {"reverse": False}
+
+    def _fit(self, dataset):
+        counts = np.bincount(dataset.item_codes, weights=dataset.event_weights(), minlength=dataset.n_items)
+        self.counts_ = (-counts if self.params["reverse"] else counts).astype(np.float32)
+
+    def _score_batch(self, contexts):
+        return np.tile(self.counts_, (len(contexts), 1))
+
+    def _save_state(self, directory):
+        np.save(Path(directory) / "counts.npy", self.counts_)
+
+    def _load_state(self, directory):
+        self.counts_ = np.load(Path(directory) / "counts.npy")
+
+
+class FailingStrategy(ToyStrategy):
+    """A strategy whose training always raises."""
+
+    def _fit(self, dataset):
+        raise ValueError("planted failure in _fit")
+
+
+class BlockingStrategy(ToyStrategy):
+    """Announces its fit in the file named by ``$TRAINING_TEST_MARKER``, then keeps fitting.
+
+    The worker test kills the worker while it is stuck here.
+    """
+
+    def _fit(self, dataset):
+        marker = os.environ.get("TRAINING_TEST_MARKER")
+        if marker:
+            Path(marker).write_text(str(os.getpid()))
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                time.sleep(0.1)
+        super()._fit(dataset)
+
+
+def strategies_settings(**paths):
+    """``override_settings`` registering test strategies ({key: dotted path}), keeping the catalog."""
+    from django.conf import settings
+
+    return override_settings(RECOMMENDER={**settings.RECOMMENDER, "STRATEGIES": paths})
+
+
+def seed_shop(n_users=60, n_products=16, events_per_user=6, seed=0, start=None):
+    """Products, users with profiles and events with a planted taste: each gender prefers a category.
+
+    Returns ``(products, users)``. Events are spread over the hour before ``start`` (default now).
+    """
+    rng = np.random.default_rng(seed)
+    products = [
+        make_product(title=f"{CATEGORIES[number % 2]} thing {number}", category=CATEGORIES[number % 2])
+        for number in range(n_products)
+    ]
+    by_category = {category: products[index::2] for index, category in enumerate(CATEGORIES)}
+    User = get_user_model()
+    start = start or timezone.now()
+    users, profiles, events = [], [], []
+    for number in range(n_users):
+        user = User.objects.create(username=f"shopper-{seed}-{number}")
+        gender = "fm"[number % 2]
+        users.append(user)
+        profiles.append(UserProfile(user=user, gender=gender, birth_year=1990, country="de"))
+        favourites = by_category[CATEGORIES[number % 2]]
+        for step in range(events_per_user):
+            # Zipf-like favourites: the first products of a category are bought most.
+            product = favourites[min(int(rng.zipf(1.6)) - 1, len(favourites) - 1)]
+            events.append(Interaction(
+                user=user, product=product, event=("view", "purchase")[step % 2],
+                timestamp=start - datetime.timedelta(seconds=3600 - number * 10 - step),
+            ))
+    UserProfile.objects.bulk_create(profiles)
+    Interaction.objects.bulk_create(events)
+    return products, users
