@@ -17,6 +17,7 @@ BUILTIN_STRATEGIES = {
     "generative": "recommender.strategies.generative.GenerativeStrategy",
     "behavior": "recommender.strategies.behavior.BehaviorStrategy",
     "content": "recommender.strategies.content.ContentStrategy",
+    "content_tfidf": "recommender.strategies.content.TfidfContentStrategy",
     "hybrid": "recommender.strategies.hybrid.HybridStrategy",
 }
 
