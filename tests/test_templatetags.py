@@ -1,0 +1,131 @@
+"""Tests of the recommender_tags template tags, the widget templates and the onboarding view."""
+
+import pytest
+from django.core.cache import cache
+from django.template import Context, Template
+from django.contrib.auth.models import AnonymousUser
+from django.test import RequestFactory
+from django.urls import reverse
+
+from recommender import events, service
+from recommender.models import Interaction
+
+from .serving_support import catalog_dataset, fit_strategies, make_catalog, serve
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def products(monkeypatch):
+    catalog = make_catalog()
+    serve(monkeypatch, fit_strategies(catalog_dataset(catalog)))
+    return catalog
+
+
+@pytest.fixture
+def request_with_session(client):
+    """A request carrying a real session (the visitor key lives there)."""
+    request = RequestFactory().get("/")
+    request.session = client.session
+    request.user = AnonymousUser()
+    return request
+
+
+def render(source, request, **context):
+    return Template("{% load recommender_tags %}" + source).render(Context({"request": request, **context}))
+
+
+def test_assignment_tag_returns_served_recommendations(products, request_with_session):
+    """{% recommendations ... as recs %} gives the served list to the template."""
+    html = render('{% recommendations "home" limit=3 as recs %}{{ recs.strategy }}|{{ recs|length }}',
+                  request_with_session)
+    assert html == f"{service.recommend(request=request_with_session, k=3).strategy}|3"
+
+
+def test_widget_renders_items_with_reasons_and_beacon_attributes(products, request_with_session):
+    """The widget shows title, names, prices and reasons, with the data-rec-* attributes the beacon reads."""
+    html = render('{% recommendation_widget "home" limit=4 %}', request_with_session)
+    served = service.recommend(request=request_with_session, placement="home", k=4)
+    assert "Picked for you" in html
+    assert 'data-rec-placement="home"' in html
+    assert f'data-rec-strategy="{served.strategy}"' in html
+    assert 'data-rec-arm=""' in html
+    assert html.count("data-rec-item=") == 4
+    for item in served:
+        assert item.title in html and item.reason in html
+        assert f'data-rec-item="{item.item_id}"' in html
+    assert "rec-widget__price" in html
+
+
+def test_widget_titles_follow_the_placement(products, request_with_session):
+    """Each placement has its own title."""
+    product = products[0]
+    assert "Similar products" in render('{% recommendation_widget "similar" product=product %}',
+                                        request_with_session, product=product)
+    assert "Shoppers like you also bought" in render('{% recommendation_widget "also_bought" product=product %}',
+                                                     request_with_session, product=product)
+    assert "You may also like" in render('{% recommendation_widget "cart" %}', request_with_session)
+
+
+def test_placement_template_overrides_the_generic_one(products, request_with_session, tmp_path, settings):
+    """recommender/widget_<placement>.html wins over recommender/widget.html."""
+    (tmp_path / "recommender").mkdir()
+    (tmp_path / "recommender" / "widget_home.html").write_text("CUSTOM {{ recs|length }}")
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path]}]
+    assert render('{% recommendation_widget "home" limit=2 %}', request_with_session) == "CUSTOM 2"
+    assert "rec-widget" in render('{% recommendation_widget "cart" limit=2 %}', request_with_session)
+
+
+def test_widget_renders_nothing_when_serving_fails(products, request_with_session, monkeypatch):
+    """A failing service leaves an empty slot instead of breaking the page."""
+    def broken(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(service, "recommend", broken)
+    assert render('{% recommendation_widget "home" %}', request_with_session).strip() == ""
+
+
+def test_onboarding_strip_only_for_new_visitors(products, request_with_session):
+    """A visitor with no events sees the picks strip; after an event it is gone."""
+    html = render("{% onboarding_strip limit=3 %}", request_with_session)
+    assert "Tell us what you like" in html and html.count('name="product"') == 3
+    Interaction.objects.create(visitor_key=events.visitor_key_for(request_with_session),
+                               product=products[0], event="view")
+    assert render("{% onboarding_strip %}", request_with_session) == ""
+
+
+def test_onboarding_picks_are_recorded_and_change_the_next_page(products, client):
+    """Posting picks stores click events and the visitor's next recommendations reflect them."""
+    page = client.get(reverse("recommender:onboarding"))
+    assert page.status_code == 200
+    picks = [item["item_id"] for item in page.context["items"][:2]]
+    response = client.post(reverse("recommender:onboarding"), {"product": picks, "next": "/somewhere/"})
+    assert response.status_code == 302 and response.url == "/somewhere/"
+    stored = Interaction.objects.filter(event="click", placement="onboarding")
+    assert sorted(str(pk) for pk in stored.values_list("product_id", flat=True)) == sorted(picks)
+    visitor_key = client.session["recommender_visitor"]
+    served = service.recommend(visitor_key=visitor_key, k=3)
+    assert served.context.event_item_ids and set(served.context.event_item_ids) == set(picks)
+
+
+def test_onboarding_refuses_unknown_picks_and_outside_redirects(products, client):
+    """A pick outside the offered set is a 400; a next URL to another host goes home instead."""
+    assert client.post(reverse("recommender:onboarding"), {"product": ["nope"]}).status_code == 400
+    assert not Interaction.objects.exists()
+    page = client.get(reverse("recommender:onboarding"))
+    pick = page.context["items"][0]["item_id"]
+    response = client.post(reverse("recommender:onboarding"), {"product": [pick], "next": "https://evil.example/"})
+    assert response.url == "/"
+
+
+def test_widget_carries_the_arm(products, request_with_session, settings):
+    """Under an A/B test the widget container names the visitor's arm."""
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "AB_TEST": {"name": "t", "arms": {"popularity": 1.0}}}
+    assert 'data-rec-arm="popularity"' in render('{% recommendation_widget "home" %}', request_with_session)
