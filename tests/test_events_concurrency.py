@@ -1,0 +1,66 @@
+"""Event ingestion under concurrency: real HTTP clients posting batches into PostgreSQL at once."""
+
+import http.cookiejar
+import json
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from recommender.models import Interaction
+from recommender.testing.factories import make_product
+
+CLIENTS = 8
+BATCHES_PER_CLIENT = 5
+BATCH_SIZE = 250
+TOTAL = CLIENTS * BATCHES_PER_CLIENT * BATCH_SIZE  # 10,000
+
+
+def post_json(opener, url, body):
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with opener.open(request, timeout=60) as response:
+        return response.status, json.loads(response.read())
+
+
+@pytest.mark.postgres
+def test_concurrent_clients_store_every_event_exactly_once(live_server, transactional_db):
+    """8 clients post 10,000 events in batches, each retrying one batch; exactly 10,000 are stored."""
+    product_ids = [str(make_product().pk) for _ in range(50)]
+    url = live_server.url + "/api/events/"
+    answers, failures = [], []
+
+    def client(number):
+        # Each client keeps its own cookies: one session, so one anonymous visitor.
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        try:
+            for batch_number in range(BATCHES_PER_CLIENT):
+                events = [
+                    {"product": product_ids[(number + index) % len(product_ids)], "event": "impression",
+                     "placement": f"client-{number}"}
+                    for index in range(BATCH_SIZE)
+                ]
+                body = {"batch_id": f"client-{number}-batch-{batch_number}", "events": events}
+                answers.append(post_json(opener, url, body))
+                if batch_number == 0:
+                    # As if the first answer were lost: the client sends the same batch again.
+                    answers.append(post_json(opener, url, body))
+        except Exception as exc:  # reported below; a thread's exception would otherwise vanish
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(CLIENTS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+
+    assert failures == []
+    assert len(answers) == CLIENTS * (BATCHES_PER_CLIENT + 1)
+    assert [answer for answer in answers if answer != (201, {"stored": BATCH_SIZE})] == []
+    assert Interaction.objects.count() == TOTAL
+    assert Interaction.objects.values("visitor_key").distinct().count() == CLIENTS
+    print(f"\n{TOTAL} events from {CLIENTS} concurrent HTTP clients in {elapsed:.2f} s: {TOTAL / elapsed:,.0f} events/s")
