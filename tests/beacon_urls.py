@@ -1,0 +1,46 @@
+"""URLs for the beacon's browser test: a page marked up as the beacon's header documents."""
+
+from django.contrib.staticfiles import finders
+from django.http import HttpResponse
+from django.urls import include, path
+from django.utils.html import escape
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>beacon test</title></head>
+<body data-rec-view-item="{viewed}" style="margin:0">
+<section data-rec-placement="home" data-rec-strategy="hybrid" data-rec-arm="b">{visible}</section>
+<div style="height:4000px"></div>
+<section data-rec-placement="footer">{hidden}</section>
+<script src="/beacon.js" data-rec-endpoint="/api/events/" data-rec-flush-ms="200"></script>
+<script>
+  // The visitor clicks the second item after half a second, and leaves the page after 1.5 s.
+  setTimeout(function () {{ document.querySelectorAll("[data-rec-item]")[1].click(); }}, 500);
+  setTimeout(function () {{ window.dispatchEvent(new Event("pagehide")); }}, 1500);
+</script>
+</body></html>"""
+
+
+def item(product_id):
+    return f'<span data-rec-item="{escape(product_id)}" style="display:block;height:40px">item</span>'
+
+
+def page(request):
+    visible = request.GET["visible"].split(",")
+    hidden = request.GET["hidden"].split(",")
+    html = PAGE.format(
+        viewed=escape(request.GET["viewed"]),
+        visible="".join(item(product_id) for product_id in visible),
+        hidden="".join(item(product_id) for product_id in hidden),
+    )
+    return HttpResponse(html)
+
+
+def beacon(request):
+    with open(finders.find("recommender/beacon.js"), encoding="utf-8") as source:
+        return HttpResponse(source.read(), content_type="text/javascript")
+
+
+urlpatterns = [
+    path("beacon-test/", page),
+    path("beacon.js", beacon),
+    path("", include("recommender.urls")),
+]
