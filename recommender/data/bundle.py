@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,13 @@ def _read_table(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise BundleError(path, f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
+        with warnings.catch_warnings():
+            # With index_col=False pandas only warns (and drops data) when the first row is too long.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False,
+                                index_col=False)
+    except pd.errors.ParserWarning:
+        raise BundleError(path, "is not valid CSV: the row has more fields than the header", line=2) from None
     except pd.errors.EmptyDataError:
         raise BundleError(path, "file is empty; expected a header line", line=1) from None
     except pd.errors.ParserError as exc:
