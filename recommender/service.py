@@ -31,6 +31,8 @@ from .strategies.base import Context, Recommendations
 logger = logging.getLogger(__name__)
 
 FALLBACK_CHAIN = ("hybrid", "segment_popularity", "popularity")
+# Without the hybrid, a visitor's events are still used (their next page reflects their clicks).
+EVENT_FALLBACK = "item_knn"
 # The strategy a visitor without personalisation consent gets: it reads no profile and no events.
 CONSENTLESS_STRATEGY = "popularity"
 DATABASE_POPULARITY = "database_popularity"
@@ -193,8 +195,10 @@ def models_stamp() -> str:
     return "untrained"
 
 
-def strategy_chain(chosen: str) -> list[str]:
-    return [chosen] + [key for key in FALLBACK_CHAIN if key != chosen]
+def strategy_chain(chosen: str, has_events: bool = False) -> list[str]:
+    """``chosen``, then the fallbacks; item-kNN first among them when there are events to use."""
+    fallbacks = (EVENT_FALLBACK, *FALLBACK_CHAIN) if has_events else FALLBACK_CHAIN
+    return [chosen] + [key for key in dict.fromkeys(fallbacks) if key != chosen]
 
 
 # --- context ---------------------------------------------------------------------------------
@@ -260,7 +264,7 @@ def recommend(*, user=None, visitor_key="", request=None, placement="home", prod
                 product_id=product_id,
                 user_id=str(visitor.user.pk) if visitor.user is not None else None,
             )
-            chain = strategy_chain(strategy or arm or settings.DEFAULT_STRATEGY)
+            chain = strategy_chain(strategy or arm or settings.DEFAULT_STRATEGY, has_events=bool(context.events))
             exclude = bought_item_ids(visitor)
         else:
             context = Context(product_id=product_id)
