@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -31,6 +31,8 @@ BATCH_KEY_MAX_LENGTH = 100
 VISITOR_KEY_MAX_LENGTH = 64
 # Profile fields an anonymous profile may fill in on the account's profile when they merge.
 PROFILE_MERGE_FIELDS = ("birth_year", "gender", "country", "region", "city", "language")
+# Computed once: EventType.values builds a new list on every access.
+EVENT_TYPES = frozenset(EventType.values)
 
 
 class EventValidationError(ValueError):
@@ -92,7 +94,7 @@ def _clean_product(value, now):
 def _clean_event_type(value, now):
     if value is None or value == "":
         raise _Invalid(f"required: one of {', '.join(EventType.values)}")
-    if value not in EventType.values:
+    if value not in EVENT_TYPES:
         raise _Invalid(f"unknown event {_shown(value)}; one of {', '.join(EventType.values)}")
     return value
 
@@ -182,7 +184,7 @@ def _clean_context(value, now):
     limit = settings.MAX_EVENT_CONTEXT_BYTES
     if len(encoded.encode()) > limit:
         raise _Invalid(f"at most {limit} bytes as JSON, not {len(encoded.encode())}")
-    return json.loads(encoded)
+    return dict(value)
 
 
 FIELD_CLEANERS = {
@@ -320,11 +322,18 @@ def record(events, *, user=None, visitor_key="", batch_key=None):
 def _insert(interactions, batch_key):
     if batch_key is None:
         return Interaction.objects.bulk_create(interactions)
-    # A retried batch conflicts on dedupe_key and is skipped; read back what the key holds.
-    Interaction.objects.bulk_create(interactions, ignore_conflicts=True)
     keys = [interaction.dedupe_key for interaction in interactions]
-    by_key = Interaction.objects.in_bulk(keys, field_name="dedupe_key")
-    return [by_key[key] for key in keys if key in by_key]
+    # A retried batch finds its first attempt here and inserts nothing.
+    stored = Interaction.objects.in_bulk(keys, field_name="dedupe_key")
+    missing = [interaction for interaction in interactions if interaction.dedupe_key not in stored]
+    try:
+        with transaction.atomic():
+            stored.update((interaction.dedupe_key, interaction) for interaction in Interaction.objects.bulk_create(missing))
+    except IntegrityError:
+        # The same batch is being stored concurrently (a retry racing its first attempt): keep theirs.
+        Interaction.objects.bulk_create(missing, ignore_conflicts=True)
+        stored = Interaction.objects.in_bulk(keys, field_name="dedupe_key")
+    return [stored[key] for key in keys if key in stored]
 
 
 def _upsert_ratings(user, rating_events):

@@ -64,3 +64,30 @@ def test_concurrent_clients_store_every_event_exactly_once(live_server, transact
     assert Interaction.objects.count() == TOTAL
     assert Interaction.objects.values("visitor_key").distinct().count() == CLIENTS
     print(f"\n{TOTAL} events from {CLIENTS} concurrent HTTP clients in {elapsed:.2f} s: {TOTAL / elapsed:,.0f} events/s")
+
+
+@pytest.mark.postgres
+def test_the_same_batch_posted_at_once_by_racing_retries_is_stored_once(live_server, transactional_db):
+    """Six copies of one batch_id posted at the same moment store the batch once, and all six are told so."""
+    product_ids = [str(make_product().pk) for _ in range(5)]
+    url = live_server.url + "/api/events/"
+    body = {"batch_id": "raced-batch", "events": [{"product": product_id, "event": "view"} for product_id in product_ids * 40]}
+    start_together = threading.Barrier(6)
+    answers, failures = [], []
+
+    def client():
+        opener = urllib.request.build_opener()
+        start_together.wait()
+        try:
+            answers.append(post_json(opener, url, body))
+        except Exception as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert answers == [(201, {"stored": 200})] * 6
+    assert Interaction.objects.count() == 200
