@@ -4,7 +4,6 @@ import datetime
 import io
 
 import pytest
-from django.core.cache import caches
 from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
@@ -14,7 +13,8 @@ from recommender.conf import settings
 from recommender.models import Interaction, ModelVersion
 from recommender.testing.factories import planted_dataset
 
-from .training_support import FAILING_PATH, TOY_PATH, ToyStrategy, seed_shop, strategies_settings
+from .training_support import (FAILING_PATH, TOY_PATH, ToyStrategy, forget_training_cache_keys, seed_shop,
+                               strategies_settings)
 
 Status = ModelVersion.Status
 
@@ -22,7 +22,7 @@ Status = ModelVersion.Status
 @pytest.fixture(autouse=True)
 def fresh_serving_state():
     """Each test starts with an empty cache and no loaded models in this process."""
-    caches[settings.CACHE_ALIAS].clear()
+    forget_training_cache_keys()
     training.forget_loaded_models()
     yield
     training.forget_loaded_models()
@@ -125,7 +125,7 @@ def test_a_second_training_of_the_same_strategy_is_refused(shop, toy):
     running = training.start_training("toy")
     with pytest.raises(training.TrainingRefused, match="already training"):
         training.train_strategy("toy")
-    caches[settings.CACHE_ALIAS].clear()  # the database alone still refuses
+    forget_training_cache_keys()  # the database alone still refuses
     with pytest.raises(training.TrainingRefused, match=f"version {running.pk}"):
         training.train_strategy("toy")
     assert ModelVersion.objects.filter(strategy="toy").count() == 1

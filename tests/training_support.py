@@ -65,6 +65,18 @@ class BlockingStrategy(ToyStrategy):
         super()._fit(dataset)
 
 
+def forget_training_cache_keys():
+    """Delete the serving stamp and the test strategies' training locks (not the whole cache:
+    with Redis it is shared)."""
+    from django.core.cache import caches
+
+    from recommender import training
+    from recommender.conf import settings
+
+    keys = [training.STAMP_KEY] + [training.LOCK_KEY.format(key) for key in ("toy", "toy2", "blocking")]
+    caches[settings.CACHE_ALIAS].delete_many(keys)
+
+
 def strategies_settings(**paths):
     """``override_settings`` registering test strategies ({key: dotted path}), keeping the catalog."""
     from django.conf import settings
