@@ -32,8 +32,11 @@ class Category(models.Model):
 
     @property
     def hue(self):
-        """A stable colour (HSL hue) per category for the CSS product tiles."""
-        return (sum(self.name.encode()) * 47) % 360
+        """A stable colour (HSL hue) per category for the CSS product tiles.
+
+        Steps of the golden angle keep neighbouring categories far apart on the colour wheel.
+        """
+        return round(((self.pk or 0) * 137.508) % 360)
 
 
 class Product(models.Model):
@@ -54,3 +57,14 @@ class Product(models.Model):
 
     def get_absolute_url(self):
         return reverse("product", args=[self.pk])
+
+    @property
+    def tile_hue(self):
+        """The category's colour, nudged per product so a grid of one category is not uniform."""
+        base = self.category.hue if self.category_id else 210
+        return (base + (self.pk or 0) * 29 % 41 - 20) % 360
+
+    @property
+    def tile_variant(self):
+        """Which of the CSS tile patterns (0–3) this product's placeholder picture uses."""
+        return (self.pk or 0) % 4
