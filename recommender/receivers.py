@@ -28,25 +28,25 @@ def merge_visitor_on_login(sender, request, user, **kwargs):
         events.merge_visitor_into_user(visitor_key, user)
 
 
-def _owner_of(request, user=None):
-    """Return (user or None, visitor key) of whoever the host's signal is about."""
+def _owner_of(request, user, signal_name):
+    """Return (user or None, visitor key) of whoever the host's signal is about, or None if nobody."""
     if user is None and request is not None:
         user = getattr(request, "user", None)
     if user is not None and not user.is_authenticated:
         user = None
     visitor_key = events.visitor_key_for(request, create=user is None) if request is not None else ""
+    if user is None and not visitor_key:
+        logger.warning("%s without a user or a request with a session: events not recorded", signal_name)
+        return None
     return user, visitor_key
 
 
-def _record_logged(batch, user, visitor_key, signal_name):
-    if user is None and not visitor_key:
-        logger.warning("%s without a user or a request with a session: events not recorded", signal_name)
-        return []
+def _record_logged(batch, owner, signal_name):
+    user, visitor_key = owner
     try:
-        return events.record(batch, user=user, visitor_key=visitor_key)
+        events.record(batch, user=user, visitor_key=visitor_key)
     except events.EventValidationError as exc:
         logger.error("%s: events refused: %s", signal_name, exc)
-        return []
 
 
 @receiver(cart_changed, dispatch_uid="recommender.record_cart_change")
@@ -54,8 +54,9 @@ def record_cart_change(sender, product, quantity, request=None, user=None, **kwa
     """A product added to a cart is a "cart" event; a removal records nothing."""
     if not quantity or quantity <= 0:
         return
-    user, visitor_key = _owner_of(request, user)
-    _record_logged([{"product": product, "event": "cart", "value": quantity}], user, visitor_key, "cart_changed")
+    owner = _owner_of(request, user, "cart_changed")
+    if owner:
+        _record_logged([{"product": product, "event": "cart", "value": quantity}], owner, "cart_changed")
 
 
 @receiver(order_placed, dispatch_uid="recommender.record_order")
@@ -66,17 +67,20 @@ def record_order(sender, items, request=None, user=None, **kwargs):
         for product, quantity in items
         if quantity and quantity > 0
     ]
-    if not batch:
+    owner = _owner_of(request, user, "order_placed") if batch else None
+    if not owner:
         return
-    user, visitor_key = _owner_of(request, user)
-    if not settings.RECORD_ORDERS_ASYNC:
-        _record_logged(batch, user, visitor_key, "order_placed")
-        return
-    if user is None and not visitor_key:
-        logger.warning("order_placed without a user or a request with a session: events not recorded")
-        return
+    if settings.RECORD_ORDERS_ASYNC:
+        _queue_order(batch, owner)
+    else:
+        _record_logged(batch, owner, "order_placed")
+
+
+def _queue_order(batch, owner):
+    """Record the order through a Celery task once the host's transaction commits."""
     from .tasks import record_events_task
 
+    user, visitor_key = owner
     placed_at = timezone.now().isoformat()
     payload = [
         {**event, "product": str(getattr(event["product"], "pk", event["product"])), "timestamp": placed_at}
