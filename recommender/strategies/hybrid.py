@@ -1,0 +1,605 @@
+"""The hybrid router: the strategy a shop serves by default.
+
+It owns one sub-strategy per component key, and blends their scores by how much is known about
+the visitor — the regime of known events (0 / 1–2 / 3–9 / 10+) — with weights *learned on
+validation data*: inside ``fit`` the training users are split (seeded) into fit and validation
+users, the components are fitted on the fit part (with a share of items held out as "new"),
+validation users are replayed as cold visitors revealing 0 / 1 / 3 / 10 events, and per regime
+the weights over components that maximise NDCG@10 are found by coordinate ascent on the simplex.
+The components are then refitted on all the training data.
+
+Products with no training interactions are scored only by the components that can place them
+(content, behaviour), with a learned weight and offset that say how far a new product should
+compete with established ones.
+
+Scores of different components live on different scales, so each component's row is first
+standardised by the mean and spread of its own top scores (``normalise_scores``); the blend is
+an intersection-like "near the top of several components" rather than "huge on one".
+
+Then business rules: out-of-stock items and items the visitor already bought are never
+recommended, the product in view is not recommended next to itself, and no category may fill
+more than ``MAX_CATEGORY_SHARE`` of a list (greedy re-rank). Each item's reason comes from the
+component that contributed most to its score.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from django.core.exceptions import ImproperlyConfigured
+
+from ..data.dataset import Dataset, _as_bool
+from .base import Context, Recommendations, Strategy, top_k_batch, top_k_indices
+
+logger = logging.getLogger(__name__)
+
+# (label, smallest and largest number of known events, events revealed to validate it)
+REGIMES = (("0", 0, 0, 0), ("1-2", 1, 2, 1), ("3-9", 3, 9, 3), ("10+", 10, np.inf, 10))
+REGIME_LABELS = tuple(regime[0] for regime in REGIMES)
+DEFAULT_COMPONENTS = ("segment_popularity", "demographic", "generative", "behavior", "content", "item_knn")
+WEIGHT_STEPS = (0.05, 0.1, 0.2, 0.35, 0.5)
+NEW_ITEM_OFFSETS = (-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0)
+NDCG_K = 10
+# A regime needs this many validation visitors before its weights are trusted; fewer: it
+# borrows the weights of the regime below.
+MIN_VALIDATION_CASES = 30
+MIN_VALIDATION_USERS = 20
+SCORE_BATCH = 256
+CANDIDATE_FACTOR = 4
+
+
+def normalise_scores(scores: np.ndarray, top: int = 100, floor: float = -5.0) -> np.ndarray:
+    """Standardise each row by the mean and spread of its ``top`` best finite scores.
+
+    Parameters
+    ----------
+    scores
+        (n_rows, n_items); -inf marks items a component rules out.
+    top
+        How many of the best scores define the row's scale (the part that decides a top-k).
+    floor
+        Lowest normalised value; -inf and very low scores become it, so one component can
+        demote an item but not veto it.
+
+    Returns
+    -------
+    np.ndarray
+        float32 of the same shape; a row with no spread (no opinion) is all zeros.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    n_rows, n_items = scores.shape
+    if n_items == 0:
+        return scores.copy()
+    finite = np.isfinite(scores)
+    filled = np.where(finite, scores, -np.inf)
+    take = min(top, n_items)
+    best = np.partition(filled, n_items - take, axis=1)[:, n_items - take:]
+    best_finite = np.isfinite(best)
+    count = np.maximum(best_finite.sum(axis=1), 1)
+    best_values = np.where(best_finite, best, 0.0)
+    mean = best_values.sum(axis=1) / count
+    spread = np.sqrt(np.maximum((np.where(best_finite, best - mean[:, None], 0.0) ** 2).sum(axis=1) / count, 0.0))
+    # Ties across the whole top (e.g. equal counts): the row's overall spread decides the scale.
+    tied = spread <= 1e-9
+    if tied.any():
+        tied_finite = finite[tied]
+        tied_count = np.maximum(tied_finite.sum(axis=1), 1)
+        tied_values = np.where(tied_finite, scores[tied], 0.0)
+        tied_mean = tied_values.sum(axis=1) / tied_count
+        deviations = np.where(tied_finite, tied_values - tied_mean[:, None], 0.0)
+        spread[tied] = np.sqrt((deviations ** 2).sum(axis=1) / tied_count)
+    has_opinion = spread > 1e-9
+    safe_spread = np.where(has_opinion, spread, 1.0)
+    normalised = (filled - mean[:, None]) / safe_spread[:, None]
+    normalised = np.where(finite, np.maximum(normalised, floor), floor).astype(np.float32)
+    normalised[~has_opinion] = 0.0
+    return normalised
+
+
+def regime_positions(contexts: Sequence[Context], item_index: pd.Index | None = None) -> np.ndarray:
+    """Index into ``REGIMES`` of each context by its number of known events.
+
+    Impressions do not count, nor (given ``item_index``) events of unknown items; the product
+    in view counts as one event.
+    """
+    counts = np.zeros(len(contexts), dtype=np.int64)
+    for row, context in enumerate(contexts):
+        items = [event.item_id for event in context.events if event.event != "impression"]
+        if context.product_id is not None:
+            items.append(context.product_id)
+        counts[row] = len(items) if item_index is None else int((item_index.get_indexer(items) >= 0).sum())
+    lows = np.array([regime[1] for regime in REGIMES[1:]])
+    return np.searchsorted(lows, counts, side="right")
+
+
+def _setting(name: str, default):
+    try:
+        from ..conf import settings
+
+        return getattr(settings, name)
+    except Exception:  # Django not configured
+        return default
+
+
+class ValidationCases:
+    """Validation visitors of one regime: contexts, what they already had, what is relevant."""
+
+    def __init__(self, contexts: list[Context], known: sp.csr_matrix, relevant: sp.csr_matrix):
+        self.contexts, self.known, self.relevant = contexts, known, relevant
+
+    def __len__(self):
+        return len(self.contexts)
+
+
+class HybridStrategy(Strategy):
+    """Regime-routed blend of component strategies with business rules.
+
+    Parameters (``default_params``)
+    -------------------------------
+    components
+        Component strategy keys; those that cannot be imported (e.g. torch missing) are skipped
+        with a warning.
+    component_params
+        ``{key: params}`` passed to each component.
+    positive_threshold
+        Ratings at or above it are relevant when learning weights (and passed to components).
+    validation_share, max_validation_users
+        Share (and cap) of training users replayed as cold visitors to learn the weights.
+    validation_new_item_share
+        Share of interacted items held out of the fit part, to learn the new-product weight.
+    learn_weights, refit
+        Learn weights on validation data (else equal weights); refit components on all data after.
+    new_item_components
+        Components that can score products with no interactions.
+    max_category_share
+        Most of a list one top-level category may fill; None: ``RECOMMENDER["MAX_CATEGORY_SHARE"]``.
+    normalise_top, normalise_floor, pool_size
+        Score standardisation (see ``normalise_scores``) and the per-component candidate pool
+        used when learning weights.
+    """
+
+    key = "hybrid"
+    label = "Recommended for you"
+    default_params = {
+        "components": list(DEFAULT_COMPONENTS),
+        "component_params": {},
+        "positive_threshold": None,
+        "validation_share": 0.2,
+        "max_validation_users": 1000,
+        "validation_new_item_share": 0.1,
+        "learn_weights": True,
+        "refit": True,
+        "new_item_components": ["content", "behavior"],
+        "max_category_share": None,
+        "normalise_top": 100,
+        "normalise_floor": -5.0,
+        "pool_size": 50,
+    }
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._last = threading.local()  # contributions of the last single context scored, for _explain
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_last", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._last = threading.local()
+
+    # --- components ----------------------------------------------------------------------------
+    def _component_params(self, key: str, klass) -> dict:
+        params = dict((self.params["component_params"] or {}).get(key, {}))
+        if "positive_threshold" in klass.default_params:
+            params.setdefault("positive_threshold", self.params["positive_threshold"])
+        return params
+
+    def _fit_components(self, keys: Sequence[str], dataset: Dataset) -> dict[str, Strategy]:
+        """Fit each component on ``dataset``; those that cannot be imported or fitted are skipped."""
+        from .registry import get_strategy_class
+
+        components = {}
+        for key in keys:
+            try:
+                klass = get_strategy_class(key)
+            except (ImportError, ImproperlyConfigured) as error:
+                self.skipped_components_[key] = f"not importable: {error}"
+                logger.warning("Hybrid: skipping component %r, it cannot be imported (%s)", key, error)
+                continue
+            try:
+                components[key] = klass(seed=self.seed, **self._component_params(key, klass)).fit(dataset)
+            except Exception as error:  # one broken component must not take the served strategy down
+                self.skipped_components_[key] = f"fit failed: {error!r}"
+                logger.exception("Hybrid: skipping component %r, fitting it failed", key)
+        if not components:
+            raise RuntimeError(f"Hybrid: no component could be fitted: {self.skipped_components_}")
+        return components
+
+    # --- fitting -------------------------------------------------------------------------------
+    def _fit(self, dataset: Dataset) -> None:
+        self.skipped_components_: dict[str, str] = {}
+        self.in_stock_ = dataset.items["in_stock"].to_numpy(dtype=bool)
+        self.categories_ = np.asarray(dataset.item_categories, dtype=object)
+        self.trained_ = np.bincount(dataset.item_codes, minlength=dataset.n_items) > 0
+        keys = list(dict.fromkeys(self.params["components"]))
+        validation = self._validation_split(dataset) if self.params["learn_weights"] else None
+        self.validation_ndcg_: dict[str, float] = {}
+        if validation is None:
+            self.components_ = self._fit_components(keys, dataset)
+            self._set_equal_weights()
+            return
+        fit_data, cases, trained_in_fit = validation
+        components = self._fit_components(keys, fit_data)
+        self.component_keys_ = list(components)
+        self._learn_weights(components, cases, trained_in_fit)
+        if self.params["refit"]:
+            components = self._fit_components(self.component_keys_, dataset)
+        self.components_ = components
+        self._drop_missing_components()
+
+    def _set_equal_weights(self) -> None:
+        self.component_keys_ = list(self.components_)
+        n = len(self.component_keys_)
+        self.regime_weights_ = np.full((len(REGIMES), n), 1.0 / n, dtype=np.float32)
+        self.new_item_weights_ = self._default_new_item_weights()
+        self.new_item_offset_ = 0.0
+
+    def _default_new_item_weights(self) -> np.ndarray:
+        able = np.array([key in self.params["new_item_components"] for key in self.component_keys_], dtype=np.float32)
+        if not able.any():
+            able[:] = 1.0
+        return able / able.sum()
+
+    def _drop_missing_components(self) -> None:
+        """A component that fitted for validation but not on all data leaves the blend."""
+        kept = [i for i, key in enumerate(self.component_keys_) if key in self.components_]
+        if len(kept) == len(self.component_keys_):
+            return
+        self.component_keys_ = [self.component_keys_[i] for i in kept]
+        weights = self.regime_weights_[:, kept]
+        self.regime_weights_ = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        new_weights = self.new_item_weights_[kept]
+        self.new_item_weights_ = new_weights / new_weights.sum() if new_weights.sum() > 0 else self._default_new_item_weights()
+
+    def _validation_split(self, dataset: Dataset):
+        """Fit part (validation users and some items' interactions removed) and cases per regime.
+
+        Returns None when there are too few users to learn anything.
+        """
+        from ..evaluation.protocols import event_rank_within_user, interacting_user_ids, relevance_matrix, relevant_mask
+        from ..evaluation.runner import MAX_CONTEXT_EVENTS, user_contexts
+
+        rng = np.random.default_rng(self.seed + 104_729)
+        user_ids = interacting_user_ids(dataset)
+        n_validation = min(int(len(user_ids) * self.params["validation_share"]), int(self.params["max_validation_users"]))
+        if n_validation < MIN_VALIDATION_USERS:
+            logger.info("Hybrid: %d users are too few to learn blend weights; using equal weights", len(user_ids))
+            return None
+        validation_ids = np.asarray(rng.choice(user_ids, size=n_validation, replace=False), dtype=object)
+        fit_data = dataset.without_users(validation_ids)
+        interacted = pd.unique(fit_data.interactions["item_id"].to_numpy())
+        n_new = int(len(interacted) * self.params["validation_new_item_share"])
+        if n_new:
+            fit_data = fit_data.without_item_interactions(rng.choice(interacted, size=n_new, replace=False))
+        trained_in_fit = np.bincount(fit_data.item_codes, minlength=dataset.n_items) > 0
+
+        in_validation = dataset.interactions["user_id"].isin(set(validation_ids)).to_numpy()
+        rank = event_rank_within_user(dataset)
+        positive = relevant_mask(dataset, self.params["positive_threshold"])
+        counts = pd.Series(in_validation).groupby(dataset.interactions["user_id"].to_numpy()).transform("sum").to_numpy()
+        cases = {}
+        for label, _, _, reveal in REGIMES:
+            revealed = in_validation & (rank < reveal)
+            test = in_validation & (rank >= reveal) & positive & (counts > reveal)
+            known = relevance_matrix(dataset, validation_ids, revealed)
+            relevant = relevance_matrix(dataset, validation_ids, test)
+            relevant = (relevant - relevant.multiply(known)).tocsr()
+            relevant.eliminate_zeros()
+            has_relevant = relevant.getnnz(axis=1) > 0
+            if has_relevant.sum() < MIN_VALIDATION_CASES:
+                continue
+            users = validation_ids[has_relevant]
+            user_rows = revealed & dataset.interactions["user_id"].isin(set(users)).to_numpy()
+            contexts = user_contexts(dataset, users, user_rows, MAX_CONTEXT_EVENTS)
+            cases[label] = ValidationCases(contexts, known[has_relevant], relevant[has_relevant])
+        if not cases:
+            logger.info("Hybrid: no regime has %d validation visitors; using equal weights", MIN_VALIDATION_CASES)
+            return None
+        return fit_data, cases, trained_in_fit
+
+    def _candidate_pool(self, components: Mapping[str, Strategy], cases: ValidationCases, trained: np.ndarray):
+        """Normalised component scores over each case's candidate pool (union of components' tops).
+
+        Returns (scores (n_components, n_cases, pool), valid, relevant, is_new (n_cases, pool),
+        n_relevant (n_cases,)).
+        """
+        pool_size = int(self.params["pool_size"])
+        parts = []
+        for start in range(0, len(cases), SCORE_BATCH):
+            contexts = cases.contexts[start:start + SCORE_BATCH]
+            known = cases.known[start:start + SCORE_BATCH].toarray() > 0
+            normalised = [self._normalise(component.score_batch(contexts)) for component in components.values()]
+            tops = np.hstack([top_k_batch(np.where(known, -np.inf, z), pool_size) for z in normalised])
+            tops.sort(axis=1)
+            valid = tops >= 0
+            valid[:, 1:] &= tops[:, 1:] != tops[:, :-1]  # an item in several components' tops counts once
+            safe = np.maximum(tops, 0)
+            pooled = np.stack([np.take_along_axis(z, safe, axis=1) for z in normalised])
+            relevant = np.take_along_axis(cases.relevant[start:start + SCORE_BATCH].toarray() > 0, safe, axis=1) & valid
+            parts.append((pooled, valid, relevant, ~trained[safe]))
+        scores = np.concatenate([part[0] for part in parts], axis=1)
+        valid = np.concatenate([part[1] for part in parts])
+        relevant = np.concatenate([part[2] for part in parts])
+        is_new = np.concatenate([part[3] for part in parts])
+        return scores, valid, relevant, is_new, cases.relevant.getnnz(axis=1)
+
+    def _learn_weights(self, components: Mapping[str, Strategy], cases: Mapping[str, ValidationCases],
+                       trained: np.ndarray) -> None:
+        """Per regime, the simplex weights over components that maximise validation NDCG@10."""
+        n_components = len(components)
+        new_able = np.array([key in self.params["new_item_components"] for key in components], dtype=bool)
+        weights = np.full((len(REGIMES), n_components), 1.0 / n_components, dtype=np.float32)
+        pools = {}
+        for position, label in enumerate(REGIME_LABELS):
+            if label not in cases:
+                if position:  # too few visitors with this many events: borrow from the regime below
+                    weights[position] = weights[position - 1]
+                continue
+            scores, valid, relevant, is_new, n_relevant = self._candidate_pool(components, cases[label], trained)
+            known_item = valid & ~is_new
+            weights[position], ndcg = search_simplex_weights(scores, known_item, relevant, n_relevant)
+            self.validation_ndcg_[label] = ndcg
+            pools[label] = (scores, valid, relevant, is_new, n_relevant, weights[position])
+            logger.info("Hybrid: regime %s weights %s (validation NDCG@%d %.4f over %d visitors)", label,
+                        dict(zip(components, np.round(weights[position], 3).tolist())), NDCG_K, ndcg, len(cases[label]))
+        self.regime_weights_ = weights
+        self.new_item_weights_, self.new_item_offset_ = self._learn_new_item_blend(pools, new_able)
+
+    def _learn_new_item_blend(self, pools: Mapping, new_able: np.ndarray) -> tuple[np.ndarray, float]:
+        """Weights over new-item components and the offset that place new products best on validation."""
+        default = new_able.astype(np.float32) / max(new_able.sum(), 1) if new_able.any() else None
+        if default is None:
+            return np.full(len(new_able), 1.0 / len(new_able), dtype=np.float32), 0.0
+        if not pools or not any((pool[2] & pool[3]).any() for pool in pools.values()):
+            return default, 0.0
+        candidates = [default]
+        able = np.flatnonzero(new_able)
+        if len(able) > 1:  # a coarse grid over two or more able components: each alone, and halves
+            for position in able:
+                alone = np.zeros(len(new_able), dtype=np.float32)
+                alone[position] = 1.0
+                candidates.append(alone)
+        best = (-1.0, default, 0.0)
+        for new_weights in candidates:
+            for offset in NEW_ITEM_OFFSETS:
+                total, count = 0.0, 0
+                for scores, valid, relevant, is_new, n_relevant, regime_weights in pools.values():
+                    blend = np.where(is_new, np.tensordot(new_weights, scores, axes=1) + offset,
+                                     np.tensordot(regime_weights, scores, axes=1))
+                    total += ndcg_at_k(np.where(valid, blend, -np.inf), relevant, n_relevant).sum()
+                    count += len(n_relevant)
+                if total / count > best[0] + 1e-9:
+                    best = (total / count, new_weights, offset)
+        logger.info("Hybrid: new products weights %s offset %.1f (validation NDCG@%d %.4f)",
+                    np.round(best[1], 3).tolist(), best[2], NDCG_K, best[0])
+        self.validation_ndcg_["with_new_items"] = best[0]
+        return best[1], float(best[2])
+
+    # --- scoring -------------------------------------------------------------------------------
+    def _normalise(self, scores: np.ndarray) -> np.ndarray:
+        return normalise_scores(scores, int(self.params["normalise_top"]), float(self.params["normalise_floor"]))
+
+    def _contributions(self, contexts: Sequence[Context]) -> np.ndarray:
+        """(n_components, n_contexts, n_items): each component's weighted, normalised score."""
+        regimes = regime_positions(contexts, self._item_index)
+        weights = self.regime_weights_[regimes]  # (n_contexts, n_components)
+        contributions = np.empty((len(self.component_keys_), len(contexts), self.n_items), dtype=np.float32)
+        for position, key in enumerate(self.component_keys_):
+            normalised = self._normalise(self.components_[key].score_batch(contexts))
+            known_part = normalised * weights[:, position, None]
+            new_part = normalised * self.new_item_weights_[position]
+            contributions[position] = np.where(self.trained_[None, :], known_part, new_part)
+        return contributions
+
+    def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
+        contributions = self._contributions(contexts)
+        scores = contributions.sum(axis=0)
+        scores[:, ~self.trained_] += self.new_item_offset_
+        self._apply_rules(contexts, scores)
+        if len(contexts) == 1:
+            self._last.context, self._last.contributions = contexts[0], contributions[:, 0]
+        return scores
+
+    def _apply_rules(self, contexts: Sequence[Context], scores: np.ndarray) -> None:
+        """Never: out of stock, already bought, or the product in view itself."""
+        scores[:, ~self.in_stock_] = -np.inf
+        for row, context in enumerate(contexts):
+            bought = [event.item_id for event in context.events if event.event == "purchase"]
+            if context.product_id is not None:
+                bought.append(context.product_id)
+            if bought:
+                positions = self.item_positions(bought)
+                scores[row, positions[positions >= 0]] = -np.inf
+
+    def explain_scores(self, context: Context) -> dict[str, np.ndarray]:
+        """Each component's weighted, normalised score of every item, and the blend (``"hybrid"``)."""
+        contributions = self._contributions([context])[:, 0]
+        result = {key: contributions[position] for position, key in enumerate(self.component_keys_)}
+        result["hybrid"] = self.score(context)
+        return result
+
+    def _explain(self, context: Context, item_positions: np.ndarray) -> list[str]:
+        last = getattr(self._last, "context", None)
+        contributions = self._last.contributions if last is context else self._contributions([context])[:, 0]
+        leader = np.argmax(contributions[:, item_positions], axis=0)
+        reasons = [""] * len(item_positions)
+        for component_position in np.unique(leader):
+            chosen = np.flatnonzero(leader == component_position)
+            component = self.components_[self.component_keys_[component_position]]
+            for slot, reason in zip(chosen, component._explain(context, np.asarray(item_positions)[chosen])):
+                reasons[slot] = reason or self.label
+        return reasons
+
+    # --- business rules on the list ------------------------------------------------------------
+    def recommend(self, context: Context | None = None, k: int = 10, exclude=()) -> Recommendations:
+        """Top ``k`` items, never excluded, with at most ``max_category_share`` of them from one category."""
+        if not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        context = context or Context()
+        scores = self.score(context).copy()
+        excluded = self.item_positions(exclude)
+        scores[excluded[excluded >= 0]] = -np.inf
+        positions = self.diversified_top_k(scores, int(k))
+        return Recommendations(
+            item_ids=[str(i) for i in self.item_ids[positions]],
+            scores=scores[positions],
+            reasons=self._explain(context, positions),
+            strategy=self.key,
+        )
+
+    @property
+    def max_category_share(self) -> float:
+        share = self.params["max_category_share"]
+        return float(_setting("MAX_CATEGORY_SHARE", 0.5) if share is None else share)
+
+    def diversified_top_k(self, scores: np.ndarray, k: int) -> np.ndarray:
+        """Best-first positions, at most ``max_category_share × k`` per category (greedy).
+
+        Items with no category are not capped. Where the catalogue cannot fill ``k`` within the
+        cap, the best of the capped items fill the rest.
+        """
+        cap = max(1, int(np.floor(self.max_category_share * k + 1e-9)))
+        n_finite = int(np.isfinite(scores).sum())
+        pool_size = min(k * CANDIDATE_FACTOR, n_finite)
+        while True:
+            pool = top_k_indices(scores, pool_size)
+            chosen, counts = [], {}
+            for position in pool:
+                category = self.categories_[position]
+                if category and counts.get(category, 0) >= cap:
+                    continue
+                counts[category] = counts.get(category, 0) + 1
+                chosen.append(position)
+                if len(chosen) == k:
+                    break
+            if len(chosen) == k or pool_size >= n_finite:
+                break
+            pool_size = min(pool_size * CANDIDATE_FACTOR, n_finite)
+        if len(chosen) < k:
+            chosen_set = set(chosen)
+            chosen += [position for position in pool if position not in chosen_set][: k - len(chosen)]
+        chosen = np.asarray(chosen, dtype=np.int64)
+        return chosen[np.argsort(-scores[chosen], kind="stable")]
+
+    def set_in_stock(self, in_stock_item_ids) -> None:
+        """Mark exactly ``in_stock_item_ids`` as available (e.g. from ``CatalogAdapter.in_stock_pks``)."""
+        self._check_fitted()
+        self.in_stock_ = np.isin(self.item_ids.astype(str), np.asarray([str(i) for i in in_stock_item_ids]))
+
+    # --- new products --------------------------------------------------------------------------
+    def _add_items(self, new_items: pd.DataFrame) -> None:
+        for component in self.components_.values():
+            component.add_items(new_items)
+        in_stock = new_items["in_stock"].map(_as_bool).to_numpy(dtype=bool) if "in_stock" in new_items else \
+            np.ones(len(new_items), dtype=bool)
+        categories = new_items["category"].fillna("").astype(str).str.split("|").str[0].to_numpy(dtype=object) \
+            if "category" in new_items else np.full(len(new_items), "", dtype=object)
+        self.in_stock_ = np.concatenate([self.in_stock_, in_stock])
+        self.categories_ = np.concatenate([self.categories_, categories])
+        self.trained_ = np.concatenate([self.trained_, np.zeros(len(new_items), dtype=bool)])
+
+    # --- persistence ---------------------------------------------------------------------------
+    def weights_table(self) -> dict:
+        """Learned weights as JSON-ready dicts: per regime and for new products."""
+        return {
+            "regimes": {label: dict(zip(self.component_keys_, map(float, self.regime_weights_[i])))
+                        for i, label in enumerate(REGIME_LABELS)},
+            "new_items": {"weights": dict(zip(self.component_keys_, map(float, self.new_item_weights_))),
+                          "offset": float(self.new_item_offset_)},
+        }
+
+    def _save_state(self, directory: Path) -> None:
+        for key, component in self.components_.items():
+            component.save(directory / "components" / key)
+        state = {**self.weights_table(), "components": self.component_keys_,
+                 "skipped_components": self.skipped_components_, "validation_ndcg": self.validation_ndcg_}
+        (directory / "hybrid.json").write_text(json.dumps(state, indent=2))
+        np.savez(directory / "hybrid.npz", in_stock=self.in_stock_, trained=self.trained_,
+                 categories=self.categories_.astype(str))
+
+    def _load_state(self, directory: Path) -> None:
+        state = json.loads((directory / "hybrid.json").read_text())
+        self.component_keys_ = state["components"]
+        self.components_ = {key: Strategy.load(directory / "components" / key) for key in self.component_keys_}
+        self.regime_weights_ = np.array([[state["regimes"][label][key] for key in self.component_keys_]
+                                         for label in REGIME_LABELS], dtype=np.float32)
+        self.new_item_weights_ = np.array([state["new_items"]["weights"][key] for key in self.component_keys_],
+                                          dtype=np.float32)
+        self.new_item_offset_ = float(state["new_items"]["offset"])
+        self.skipped_components_ = state["skipped_components"]
+        self.validation_ndcg_ = state["validation_ndcg"]
+        with np.load(directory / "hybrid.npz", allow_pickle=False) as arrays:
+            self.in_stock_ = arrays["in_stock"]
+            self.trained_ = arrays["trained"]
+            self.categories_ = arrays["categories"].astype(object)
+
+
+def ndcg_at_k(blend: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray, k: int = NDCG_K) -> np.ndarray:
+    """Per-row NDCG@k of a (n_rows, pool) score array against a boolean relevance array.
+
+    ``n_relevant`` counts every relevant item of a row, also those outside the pool.
+    """
+    top = top_k_batch(blend, k)
+    hits = np.take_along_axis(relevant, np.maximum(top, 0), axis=1) & (top >= 0)
+    discounts = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
+    ideal = np.concatenate([[0.0], np.cumsum(discounts)])[np.minimum(n_relevant, top.shape[1])]
+    return (hits @ discounts) / np.maximum(ideal, 1e-12)
+
+
+def search_simplex_weights(scores: np.ndarray, valid: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray,
+                           max_rounds: int = 20) -> tuple[np.ndarray, float]:
+    """Coordinate ascent on the simplex for the blend weights with the best mean NDCG@10.
+
+    Parameters
+    ----------
+    scores
+        (n_components, n_rows, pool) normalised component scores.
+    valid, relevant
+        (n_rows, pool) booleans: candidates that may be ranked, and which of them are relevant.
+    n_relevant
+        (n_rows,) relevant items per row.
+
+    Returns
+    -------
+    (weights, ndcg)
+        Float32 weights summing to one, and the mean NDCG they reach.
+    """
+    n_components = scores.shape[0]
+
+    def mean_ndcg(weights):
+        blend = np.where(valid, np.tensordot(weights, scores, axes=1), -np.inf)
+        return float(ndcg_at_k(blend, relevant, n_relevant).mean())
+
+    corners = np.eye(n_components, dtype=np.float64)
+    values = [mean_ndcg(corner) for corner in corners]
+    best_weights, best = corners[int(np.argmax(values))], max(values)
+    for _ in range(max_rounds):
+        improved = False
+        for component in range(n_components):
+            for step in WEIGHT_STEPS:
+                candidate = (1 - step) * best_weights + step * corners[component]
+                value = mean_ndcg(candidate)
+                if value > best + 1e-9:
+                    best_weights, best, improved = candidate, value, True
+        if not improved:
+            break
+    return best_weights.astype(np.float32), best

@@ -1,0 +1,189 @@
+"""The hybrid router: learned regime weights, new products, business rules, persistence."""
+
+import numpy as np
+import pytest
+from django.test import override_settings
+
+from recommender.data.dataset import Dataset
+from recommender.strategies.base import Context, Event, Strategy
+from recommender.strategies.hybrid import (
+    REGIME_LABELS, HybridStrategy, normalise_scores, regime_positions, search_simplex_weights,
+)
+from recommender.testing.contract import StrategyContract
+from recommender.testing.factories import new_items_frame, planted_dataset
+
+# Fast components only: the torch ones have their own tests.
+FAST_PARAMS = {
+    "components": ["segment_popularity", "item_knn", "content"],
+    "component_params": {"content": {"encoder": "tfidf"}},
+}
+
+
+class TestHybridContract(StrategyContract):
+    strategy_key = "hybrid"
+    # The planted answers fill a list from one category: the diversity rule is tested below.
+    strategy_params = {**FAST_PARAMS, "max_category_share": 1.0}
+    uses_profile = True
+    uses_events = True
+    uses_content = True
+
+
+@pytest.fixture(scope="module")
+def planted():
+    dataset = planted_dataset(n_users=300)
+    items = dataset.items.copy()
+    # The most popular items of two categories are sold out.
+    sold_out = [dataset.meta["category_items"]["garden"][0], dataset.meta["category_items"]["sports"][0]]
+    items.loc[sold_out, "in_stock"] = False
+    dataset = Dataset(users=dataset.users, items=items, interactions=dataset.interactions, meta=dataset.meta)
+    dataset.meta["sold_out"] = sold_out
+    return dataset
+
+
+@pytest.fixture(scope="module")
+def hybrid(planted):
+    return HybridStrategy(**FAST_PARAMS, max_category_share=0.3).fit(planted)
+
+
+def probe_contexts(planted):
+    meta = planted.meta
+    garden = meta["category_items"]["garden"]
+    return [
+        Context(),
+        *(Context(profile=profile) for profile in meta["segment_profiles"].values()),
+        Context(events=tuple(Event(item, "view") for item in garden[1:4])),
+        Context(profile=meta["segment_profiles"]["sports"], events=(Event(garden[2], "purchase"),)),
+    ]
+
+
+def test_out_of_stock_is_never_recommended(hybrid, planted):
+    """Sold-out items get -inf and never appear, even where they would top the list."""
+    sold_out = set(planted.meta["sold_out"])
+    for context in probe_contexts(planted):
+        assert not sold_out & set(hybrid.recommend(context, k=20).item_ids)
+    positions = hybrid.item_positions(planted.meta["sold_out"])
+    assert np.isneginf(hybrid.score_batch(probe_contexts(planted))[:, positions]).all()
+
+
+def test_items_already_bought_are_excluded(hybrid, planted):
+    """A purchased item never comes back; a merely viewed one may."""
+    kitchen = planted.meta["category_items"]["kitchen"]
+    viewed_only = Context(events=(Event(kitchen[1], "view"),))
+    bought = Context(events=(Event(kitchen[1], "purchase"),))
+    assert np.isfinite(hybrid.score(viewed_only)[hybrid.item_positions([kitchen[1]])[0]])
+    assert kitchen[1] not in hybrid.recommend(bought, k=50).item_ids
+
+
+def test_category_share_cap_holds(hybrid, planted):
+    """No category fills more than max_category_share of a list, even for a one-category session."""
+    item_category = planted.meta["item_category"]
+    for context in probe_contexts(planted):
+        recommendations = hybrid.recommend(context, k=10)
+        counts = np.unique([item_category[item] for item in recommendations.item_ids], return_counts=True)[1]
+        assert len(recommendations) == 10 and counts.max() <= 3
+        assert np.all(np.diff(recommendations.scores) <= 0)
+
+
+@override_settings(RECOMMENDER={"MAX_CATEGORY_SHARE": 0.2})
+def test_category_share_default_comes_from_settings(planted):
+    """Without a param, the cap is RECOMMENDER['MAX_CATEGORY_SHARE']."""
+    strategy = HybridStrategy(**FAST_PARAMS)
+    assert strategy.max_category_share == 0.2
+
+
+def test_learned_weights_differ_by_regime_and_survive_save_load(hybrid, tmp_path, planted):
+    """Weights are learned per regime (not all equal), sum to one, and save/load keeps them and the scores."""
+    weights = hybrid.regime_weights_
+    assert weights.shape == (len(REGIME_LABELS), 3)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(weights[0], weights[2]), weights
+    # Nothing is known at zero events: the event-driven components cannot have the lead there.
+    keys = hybrid.component_keys_
+    assert weights[0, keys.index("segment_popularity")] > weights[0, keys.index("item_knn")]
+    assert set(hybrid.validation_ndcg_) >= {"0", "1-2", "3-9"}
+
+    loaded = Strategy.load(hybrid.save(tmp_path / "hybrid"))
+    assert (tmp_path / "hybrid" / "components" / "content" / "meta.json").exists()
+    assert loaded.weights_table() == hybrid.weights_table()
+    contexts = probe_contexts(planted)
+    np.testing.assert_array_equal(loaded.score_batch(contexts), hybrid.score_batch(contexts))
+
+
+def test_regimes_follow_the_number_of_known_events():
+    """0 / 1–2 / 3–9 / 10+ events (impressions not counted; the product in view counts)."""
+    def context(n, **extra):
+        return Context(events=tuple(Event(f"i{i}", "view") for i in range(n)) + (Event("x", "impression"),), **extra)
+
+    assert regime_positions([context(0), context(1), context(2), context(3), context(9), context(10), context(40)]).tolist() \
+        == [0, 1, 1, 2, 2, 3, 3]
+    assert regime_positions([context(0, product_id="p")]).tolist() == [1]
+
+
+def test_unimportable_component_is_skipped_with_a_reason(planted):
+    """A component whose module cannot be imported is skipped; the hybrid still serves."""
+    with override_settings(RECOMMENDER={"STRATEGIES": {"broken": "recommender.no_such_module.Strategy"}}):
+        strategy = HybridStrategy(components=["broken", "item_knn"], learn_weights=False).fit(planted)
+    assert "broken" in strategy.skipped_components_
+    assert strategy.component_keys_ == ["item_knn"]
+    assert len(strategy.recommend(Context(), k=5)) == 5
+
+
+def test_reason_comes_from_the_leading_component(hybrid, planted):
+    """Each item's reason is the reason its biggest contributor gives; contributions add up to the score."""
+    garden = planted.meta["category_items"]["garden"]
+    context = Context(profile=planted.meta["segment_profiles"]["books"], events=(Event(garden[5], "view"),))
+    parts = hybrid.explain_scores(context)
+    recommendations = hybrid.recommend(context, k=10)
+    positions = hybrid.item_positions(recommendations.item_ids)
+    contributions = np.stack([parts[key] for key in hybrid.component_keys_])
+    blended = contributions.sum(axis=0) + np.where(hybrid.trained_, 0.0, hybrid.new_item_offset_)
+    np.testing.assert_allclose(blended[positions], parts["hybrid"][positions], rtol=1e-5)
+    for slot, position in enumerate(positions):
+        leader = hybrid.components_[hybrid.component_keys_[int(np.argmax(contributions[:, position]))]]
+        assert recommendations.reasons[slot] == leader._explain(context, np.array([position]))[0]
+
+
+def test_new_product_is_scored_by_content_with_the_learned_offset(hybrid, planted):
+    """A product added after training is scored by content alone plus the learned offset, and can lead a list."""
+    import copy
+
+    strategy = copy.deepcopy(hybrid)
+    books = planted.meta["category_items"]["books"]
+    strategy.add_items(planted.items.loc[[books[3]]].rename(index={books[3]: "fresh-book"}))
+    context = Context(events=tuple(Event(item, "view") for item in books[3:6]))
+    parts = strategy.explain_scores(context)
+    position = strategy.item_positions(["fresh-book"])[0]
+    assert parts["content"][position] > 0
+    assert parts["segment_popularity"][position] == 0 and parts["item_knn"][position] == 0
+    assert parts["hybrid"][position] == pytest.approx(parts["content"][position] + strategy.new_item_offset_, rel=1e-5)
+    strategy.new_item_offset_ = 3.0  # a shop that wants new products pushed
+    recommendations = strategy.recommend(context, k=10)
+    assert recommendations.item_ids[0] == "fresh-book"
+    assert recommendations.reasons[0].startswith("New arrival")
+    strategy.add_items(new_items_frame(["gone"]).assign(in_stock=False))
+    assert "gone" not in strategy.recommend(context, k=strategy.n_items).item_ids
+
+
+def test_normalise_scores_is_scale_free_and_never_vetoes():
+    """Rows are standardised by their top scores: affine changes do nothing; -inf becomes the floor."""
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(3, 500)).astype(np.float32)
+    np.testing.assert_allclose(normalise_scores(scores, top=50), normalise_scores(scores * 7 + 3, top=50), atol=1e-4)
+    scores[0, :10] = -np.inf
+    scores[1] = 2.0
+    normalised = normalise_scores(scores, top=50, floor=-4)
+    assert (normalised[0, :10] == -4).all() and np.isfinite(normalised).all()
+    assert (normalised[1] == 0).all(), "a row with no spread has no opinion"
+
+
+def test_weight_search_finds_the_informative_component():
+    """Blending a component that ranks the relevant item first with pure noise puts the weight on the first."""
+    rng = np.random.default_rng(1)
+    n_rows, pool = 200, 40
+    relevant = np.zeros((n_rows, pool), dtype=bool)
+    relevant[np.arange(n_rows), rng.integers(pool, size=n_rows)] = True
+    informative = relevant * 3.0 + rng.normal(scale=0.5, size=(n_rows, pool))
+    noise = rng.normal(size=(n_rows, pool))
+    weights, ndcg = search_simplex_weights(np.stack([noise, informative]).astype(np.float32),
+                                           np.ones((n_rows, pool), dtype=bool), relevant, np.ones(n_rows, dtype=int))
+    assert weights[1] > 0.8 and ndcg > 0.9
