@@ -231,6 +231,14 @@ class EmbeddingCache:
             return cls(model, keys=data["keys"].tolist(), vectors=data["vectors"])
 
 
+_shared_caches: dict[str, EmbeddingCache] = {}
+
+
+def process_cache(model: str) -> EmbeddingCache:
+    """The in-memory cache of ``model`` shared by every encoder of this process (refits, folds)."""
+    return _shared_caches.setdefault(model, EmbeddingCache(model))
+
+
 class SentenceEncoder:
     """Pretrained sentence-embedding model, with an embedding cache.
 
@@ -239,14 +247,14 @@ class SentenceEncoder:
     model
         Package name or model directory; default ``RECOMMENDER["TEXT_MODEL"]``.
     cache
-        Where known vectors are looked up first; a fresh in-memory cache when None.
+        Where known vectors are looked up first; None: the process-wide in-memory cache.
     """
 
     kind = "sentence"
 
     def __init__(self, model: str | None = None, cache: EmbeddingCache | None = None, batch_size: int = 64):
         self.model = model or configured_text_model()
-        self.cache = cache if cache is not None and cache.model == self.model else EmbeddingCache(self.model)
+        self.cache = cache if cache is not None and cache.model == self.model else process_cache(self.model)
         self.batch_size = batch_size
         self.embedded_count = 0  # texts sent through the model by this encoder (the cache's misses)
 
