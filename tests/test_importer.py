@@ -175,3 +175,13 @@ def test_bookcrossing_imports_into_postgres_once(shared_data, tmp_path, capsys):
     assert "Added 0 products, 0 users, 0 profiles, 0 interactions, 0 ratings" in capsys.readouterr().out
     assert table_counts() == counts
     print(f"first import took {first_seconds:.0f} s")
+
+
+def test_a_changed_score_updates_the_rating(bundle, tmp_path):
+    """Re-importing with a new last score overwrites the Rating instead of adding one."""
+    import_dataset(read_bundle(bundle), progress=False)
+    changed = make_bundle(tmp_path / "changed", users=USERS, items=ITEMS,
+                          interactions=INTERACTIONS + "u1,i1,rating,2,1700000900,\n")
+    added = import_dataset(read_bundle(changed), progress=False)
+    assert (added["interactions"], added["ratings"]) == (1, 0)
+    assert Rating.objects.get(user__username="imported-u1").score == 2.0

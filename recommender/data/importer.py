@@ -282,24 +282,34 @@ def _rating_rows(interactions: pd.DataFrame) -> pd.DataFrame:
 
 
 def _import_ratings(ratings: pd.DataFrame, product_pks, user_pks, batch_size, bar) -> int:
-    """Upsert one Rating per (user, product); return how many pairs had none before."""
+    """Upsert one Rating per (user, product); return how many pairs had none before.
+
+    Pairs that already hold the same score are left alone, so a second import writes nothing.
+    """
     added = 0
     for start in range(0, len(ratings), batch_size):
         batch = ratings.iloc[start : start + batch_size]
         users = _lookup(user_pks, batch["user_id"], "user")
         products = _lookup(product_pks, batch["item_id"], "item")
-        existing = set(
-            Rating.objects.filter(user_id__in=set(users), product_id__in=set(products)).values_list("user_id", "product_id")
-        )
+        stored = {
+            (user, product): score
+            for user, product, score in Rating.objects.filter(
+                user_id__in=set(users), product_id__in=set(products)
+            ).values_list("user_id", "product_id", "score")
+        }
         created = pd.to_datetime(batch["moment"].to_numpy(), unit="s", utc=True).to_pydatetime()
+        changed = [
+            Rating(user_id=user, product_id=product, score=score, created_at=when)
+            for user, product, score, when in zip(users, products, batch["value"].tolist(), created)
+            if stored.get((user, product)) != score
+        ]
         Rating.objects.bulk_create(
-            [Rating(user_id=user, product_id=product, score=score, created_at=when)
-             for user, product, score, when in zip(users, products, batch["value"].tolist(), created)],
+            changed,
             batch_size=batch_size,
             update_conflicts=True,
             unique_fields=["user", "product"],
             update_fields=["score", "updated_at"],
         )
-        added += sum((user, product) not in existing for user, product in zip(users, products))
+        added += sum((user, product) not in stored for user, product in zip(users, products))
         bar.update(len(batch))
     return added
