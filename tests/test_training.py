@@ -29,6 +29,18 @@ def fresh_serving_state():
 
 
 @pytest.fixture
+def eager_tasks():
+    """Tasks run in this process even where a broker is configured: no worker serves these tests."""
+    from celery import current_app
+
+    conf = current_app.conf
+    saved = conf.task_always_eager, conf.task_eager_propagates
+    conf.task_always_eager = conf.task_eager_propagates = True
+    yield
+    conf.task_always_eager, conf.task_eager_propagates = saved
+
+
+@pytest.fixture
 def toy():
     with strategies_settings(toy=TOY_PATH, toy2=TOY_PATH):
         yield "toy"
@@ -167,7 +179,7 @@ def test_old_versions_are_pruned_after_training(shop, toy):
     assert versions[0].artifact_path == "" and versions[1].artifact_path
 
 
-def test_train_all_trains_every_given_strategy(shop, toy):
+def test_train_all_trains_every_given_strategy(shop, toy, eager_tasks):
     """train_all runs the group of strategies (eagerly here) and activates each."""
     training.train_all(["toy", "toy2"])
     active = set(ModelVersion.objects.filter(status=Status.ACTIVE).values_list("strategy", flat=True))
@@ -203,7 +215,7 @@ def test_command_trains_in_process_and_prints_a_summary(shop, toy):
     assert ModelVersion.objects.filter(status=Status.ACTIVE).count() == 2
 
 
-def test_command_queues_tasks_when_not_sync(shop, toy):
+def test_command_queues_tasks_when_not_sync(shop, toy, eager_tasks):
     """Without --sync the command queues tasks (eager here) and reports their rows."""
     out = io.StringIO()
     call_command("recommender_train", "--strategy", "toy", "--no-progress", stdout=out)
@@ -234,7 +246,7 @@ def test_evaluate_active_scores_users_who_arrived_after_training(shop, toy):
     assert version.metrics["key_value"] is not None  # the offline metrics are kept
 
 
-def test_precompute_stores_lists_for_warm_users(shop, toy):
+def test_precompute_stores_lists_for_warm_users(shop, toy, eager_tasks):
     """Warm users get a cached list for the active version; a new event makes it outdated."""
     products, users = shop
     version = training.train_strategy("toy")

@@ -96,7 +96,7 @@ class Worker:
         import redis
 
         client = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
-        client.delete(self.queue)
+        client.delete(self.queue, f"_kombu.binding.{self.queue}", f"_kombu.binding_permanent.{self.queue}")
         for tag, payload in client.hscan_iter("unacked"):
             if self.queue.encode() in payload:
                 client.hdel("unacked", tag)
