@@ -1,0 +1,132 @@
+"""Shared plumbing of the torch strategies (``generative``, ``behavior``).
+
+Torch is an optional dependency (STYLE rule 6): this module imports it lazily, and a strategy
+that needs it calls ``require_torch()`` in its constructor, so a missing torch is a clear
+error naming the package to install while the rest of the app keeps working.
+
+Training runs inside ``torch_session`` so that a fit on a 2-core machine uses at most two
+threads and is reproducible by seed (same seed, same scores), without leaving global torch
+state changed for the host process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from django.core.exceptions import ImproperlyConfigured
+
+TORCH_REQUIREMENT = "torch==2.13.0"
+
+
+def require_torch():
+    """Return the ``torch`` module, or raise ImproperlyConfigured saying what to install."""
+    try:
+        import torch
+    except ImportError as error:  # pragma: no cover - exercised only without torch
+        raise ImproperlyConfigured(
+            f"This recommendation strategy needs PyTorch: pip install {TORCH_REQUIREMENT}"
+        ) from error
+    return torch
+
+
+@contextlib.contextmanager
+def torch_session(seed: int, threads: int = 2):
+    """Seed torch, cap its threads and ask for deterministic kernels; restore all on exit."""
+    torch = require_torch()
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(max(1, min(int(threads), previous_threads, 2)))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(int(seed))
+    try:
+        yield torch
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.use_deterministic_algorithms(previous_deterministic)
+
+
+def profile_bags(profile_matrix: sp.csr_matrix, rows: np.ndarray | None = None):
+    """EmbeddingBag inputs (indices, offsets) of the one-hot profile rows ``rows``.
+
+    Profiles are one-hot over thousands of values (cities), so they enter the networks as a
+    sum of embeddings instead of a dense matrix product.
+    """
+    torch = require_torch()
+    matrix = profile_matrix if rows is None else profile_matrix[rows]
+    indices = torch.from_numpy(matrix.indices.astype(np.int64))
+    offsets = torch.from_numpy(matrix.indptr[:-1].astype(np.int64))
+    return indices, offsets
+
+
+def csr_bags(matrix: sp.csr_matrix):
+    """EmbeddingBag inputs (indices, offsets, weights) of every row of a CSR matrix."""
+    torch = require_torch()
+    return (
+        torch.from_numpy(matrix.indices.astype(np.int64)),
+        torch.from_numpy(matrix.indptr[:-1].astype(np.int64)),
+        torch.from_numpy(matrix.data.astype(np.float32)),
+    )
+
+
+def proposal_distribution(item_counts: np.ndarray, popularity_share: float = 0.5) -> np.ndarray:
+    """Negative-sampling distribution over items: a mix of uniform and count^0.75.
+
+    The uniform part keeps the tail represented; the popular part makes the sampled softmax
+    push down the items a full softmax would push down most. Sampled logits are corrected by
+    ``log(q)`` so the estimate stays close to the full softmax.
+    """
+    n_items = len(item_counts)
+    uniform = np.full(n_items, 1.0 / n_items)
+    weights = np.power(item_counts.astype(np.float64), 0.75)
+    popular = weights / weights.sum() if weights.sum() > 0 else uniform
+    return (1.0 - popularity_share) * uniform + popularity_share * popular
+
+
+def save_torch_state(path: Path, module) -> None:
+    """Write a module's ``state_dict`` (tensors only; loaded with ``weights_only=True``)."""
+    torch = require_torch()
+    torch.save({name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}, path)
+
+
+def load_torch_state(path: Path, module) -> None:
+    torch = require_torch()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    module.load_state_dict(state)
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=1, default=_json_default))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"{value!r} is not JSON serialisable")
+
+
+def copy_state(module) -> dict:
+    """A detached copy of a module's ``state_dict`` (to keep the best epoch's weights)."""
+    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+
+
+def profile_matrix(encoder, profiles) -> sp.csr_matrix:
+    """One-hot profiles plus an always-on last column, so no profile encodes as an empty bag."""
+    encoded = encoder.transform(profiles)
+    intercept = sp.csr_matrix(np.ones((encoded.shape[0], 1), dtype=np.float32))
+    return sp.hstack([encoded, intercept], format="csr", dtype=np.float32)
+
+
+def user_profiles_frame(dataset):
+    """The users frame aligned to ``dataset.user_ids`` (users without a row get no attributes)."""
+    return dataset.users.reindex(dataset.user_ids)
