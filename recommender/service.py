@@ -61,6 +61,7 @@ class ServedItem:
     reason: str
     title: str = ""
     price: Any = None
+    url: str = ""
 
 
 @dataclass
@@ -275,7 +276,7 @@ def recommend(*, user=None, visitor_key="", request=None, placement="home", prod
             exclude.update(event.item_id for event in context.events if event.event == EventType.CART)
         if placement in SIMILAR_PLACEMENTS and product_id is not None:
             chain = ["content"] + chain
-        payload = _rank(context, chain, k, exclude, placement)
+        payload = _with_products(_rank(context, chain, k, exclude, placement))
         payload["arm"] = arm
         _cache_set(cache_key, payload)
     return _served(payload, placement, k, stamp, cached, context)
@@ -327,18 +328,33 @@ def _in_stock_top(ranked: Recommendations, k: int, exclude: set[str], strategy: 
     }
 
 
-def _served(payload, placement, k, stamp, cached, context) -> ServedRecommendations:
+def _with_products(payload) -> dict:
+    """Replace the ranked ids by ``ServedItem``s with their product rows, fetched in one query.
+
+    The rows are cached with the list (for ``CACHE_TIMEOUT`` at most), so a cache hit costs no
+    query at all.
+    """
     adapter = get_adapter()
     pks = [adapter.pk_from_string(item_id) for item_id in payload["item_ids"]]
     products = adapter.queryset().in_bulk(pks)
     items = [
         ServedItem(product=products[pk], item_id=item_id, score=score, reason=reason,
-                   title=adapter.title_of(products[pk]), price=product_attribute(products[pk], "price"))
+                   title=adapter.title_of(products[pk]), price=product_attribute(products[pk], "price"),
+                   url=_url_of(products[pk]))
         for pk, item_id, score, reason in zip(pks, payload["item_ids"], payload["scores"], payload["reasons"])
         if pk in products
     ]
+    return {"items": items, "strategy": payload["strategy"]}
+
+
+def _url_of(product):
+    url_of = getattr(product, "get_absolute_url", None)
+    return url_of() if url_of else ""
+
+
+def _served(payload, placement, k, stamp, cached, context) -> ServedRecommendations:
     return ServedRecommendations(
-        items=items[:k],
+        items=payload["items"][:k],
         strategy=payload["strategy"],
         placement=placement,
         arm=payload.get("arm", ""),

@@ -49,7 +49,13 @@ def test_assignment_tag_returns_served_recommendations(products, request_with_se
     assert html == f"{service.recommend(request=request_with_session, k=3).strategy}|3"
 
 
-def test_widget_renders_items_with_reasons_and_beacon_attributes(products, request_with_session):
+@pytest.fixture
+def app_templates_only(settings):
+    """The app's own templates, without the host project's overrides."""
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": []}]
+
+
+def test_widget_renders_items_with_reasons_and_beacon_attributes(products, request_with_session, app_templates_only):
     """The widget shows title, names, prices and reasons, with the data-rec-* attributes the beacon reads."""
     html = render('{% recommendation_widget "home" limit=4 %}', request_with_session)
     served = service.recommend(request=request_with_session, placement="home", k=4)
@@ -92,7 +98,7 @@ def test_widget_renders_nothing_when_serving_fails(products, request_with_sessio
     assert render('{% recommendation_widget "home" %}', request_with_session).strip() == ""
 
 
-def test_onboarding_strip_only_for_new_visitors(products, request_with_session):
+def test_onboarding_strip_only_for_new_visitors(products, request_with_session, app_templates_only):
     """A visitor with no events sees the picks strip; after an event it is gone."""
     html = render("{% onboarding_strip limit=3 %}", request_with_session)
     assert "Tell us what you like" in html and html.count('name="product"') == 3
