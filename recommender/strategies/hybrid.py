@@ -398,25 +398,31 @@ class HybridStrategy(Strategy):
     def _normalise(self, scores: np.ndarray) -> np.ndarray:
         return normalise_scores(scores, int(self.params["normalise_top"]), float(self.params["normalise_floor"]))
 
-    def _contributions(self, contexts: Sequence[Context]) -> np.ndarray:
-        """(n_components, n_contexts, n_items): each component's weighted, normalised score."""
+    def _iter_contributions(self, contexts: Sequence[Context]):
+        """Yield each component's weighted, normalised scores (n_contexts, n_items), in component order."""
         regimes = regime_positions(contexts, self._item_index)
         weights = self.regime_weights_[regimes]  # (n_contexts, n_components)
-        contributions = np.empty((len(self.component_keys_), len(contexts), self.n_items), dtype=np.float32)
         for position, key in enumerate(self.component_keys_):
             normalised = self._normalise(self.components_[key].score_batch(contexts))
             known_part = normalised * weights[:, position, None]
             new_part = normalised * self.new_item_weights_[position]
-            contributions[position] = np.where(self.trained_[None, :], known_part, new_part)
-        return contributions
+            yield np.where(self.trained_[None, :], known_part, new_part)
+
+    def _contributions(self, contexts: Sequence[Context]) -> np.ndarray:
+        """(n_components, n_contexts, n_items): each component's weighted, normalised score."""
+        return np.stack(list(self._iter_contributions(contexts)))
 
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
-        contributions = self._contributions(contexts)
-        scores = contributions.sum(axis=0)
+        if len(contexts) == 1:
+            contributions = self._contributions(contexts)
+            scores = contributions.sum(axis=0)
+            self._last.context, self._last.contributions = contexts[0], contributions[:, 0]
+        else:  # summed as they come: a batch never holds every component's scores at once
+            scores = np.zeros((len(contexts), self.n_items), dtype=np.float32)
+            for contribution in self._iter_contributions(contexts):
+                scores += contribution
         scores[:, ~self.trained_] += self.new_item_offset_
         self._apply_rules(contexts, scores)
-        if len(contexts) == 1:
-            self._last.context, self._last.contributions = contexts[0], contributions[:, 0]
         return scores
 
     def _apply_rules(self, contexts: Sequence[Context], scores: np.ndarray) -> None:
