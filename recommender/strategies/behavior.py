@@ -20,6 +20,7 @@ sessions are in-sample. An empty context is predicted from the profile token alo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from .torch_support import (
 DWELL_EDGES = np.array([5.0, 30.0, 120.0, 600.0])
 N_DWELL_BUCKETS = len(DWELL_EDGES) + 2
 TEXT_ENCODERS = ("tfidf", "minilm")
+logger = logging.getLogger(__name__)
 
 
 class BehaviorStrategy(Strategy):
@@ -283,8 +285,10 @@ class _TextVectors:
 
     @classmethod
     def fit(cls, texts: list[str], params: dict, seed: int) -> "_TextVectors":
-        if params["text_encoder"] == "minilm" and _minilm_embedder() is not None:
-            return cls("minilm", params)
+        if params["text_encoder"] == "minilm":
+            if _minilm_embedder() is not None:
+                return cls("minilm", params)
+            logger.warning("behavior: the sentence model is not available; using TF-IDF item vectors")
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -333,12 +337,15 @@ class _TextVectors:
 
 
 def _minilm_embedder():
-    """The content strategy's sentence-embedding function, or None when it is not available."""
+    """The shared sentence encoder's ``encode`` (cached by text), or None if it cannot load."""
+    from .text import SentenceEncoder, TextModelUnavailable
+
+    encoder = SentenceEncoder()
     try:
-        from . import content
-    except ImportError:
+        encoder.check_available()
+    except TextModelUnavailable:
         return None
-    return getattr(content, "embed_texts", None)
+    return encoder.encode
 
 
 # --- training -------------------------------------------------------------------------------------
