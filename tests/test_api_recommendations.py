@@ -185,3 +185,12 @@ def test_schema_and_docs_pages_are_served(client):
     page = client.get(url("docs")).content.decode()
     assert "/api/recommendations/" in page
     assert "http://" not in page and "https://" not in page
+
+
+def test_staff_can_queue_a_training(products):
+    """Staff POST /models/train/ gets 202 with the task id, and a version row of that strategy exists."""
+    _, staff_api = signed_in("boss", staff=True)
+    response = staff_api.post(url("train"), {"strategy": "popularity"}, format="json")
+    assert response.status_code == 202
+    assert response.json()["strategy"] == "popularity" and response.json()["task_id"]
+    assert ModelVersion.objects.filter(strategy="popularity").exists()
