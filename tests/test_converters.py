@@ -9,15 +9,14 @@ from recommender.data.bundle import read_bundle
 from recommender.data.converters import ConversionError, convert
 from recommender.data.converters.movielens import convert_movielens
 from recommender.data.converters.recbole import split_category_levels
+from tests.conftest import SHARED_DATA
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def bookcrossing(tmp_path_factory):
+def bookcrossing():
     """The Book-Crossing conversion, done once for the session (it takes a few seconds)."""
-    from tests.conftest import SHARED_DATA
-
     return convert("bookcrossing", SHARED_DATA / "bookcrossing")
 
 

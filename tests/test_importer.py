@@ -12,7 +12,6 @@ from django.core.management import CommandError, call_command
 
 from recommender.catalog import get_adapter
 from recommender.data.bundle import read_bundle
-from recommender.data.dataset import Dataset
 from recommender.data.importer import DatasetImportError, import_dataset, synthetic_timestamps
 from recommender.models import Interaction, Rating, UserProfile
 from tests.test_bundle import make_bundle
