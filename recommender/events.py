@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -86,9 +86,19 @@ def _clean_product(value, now):
     if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
         raise _Invalid(f"must be a product id (string or integer), not {type(value).__name__}")
     try:
-        return get_adapter().pk_from_string(value)
+        pk = get_adapter().pk_from_string(value)
     except (ValidationError, ValueError, TypeError):
         raise _Invalid(f"{_shown(value)} is not a valid product id")
+    if isinstance(pk, int) and not _fits_pk_column(pk):
+        # SQLite raises OverflowError on such a query parameter instead of finding nothing.
+        raise _Invalid(f"{_shown(value)} is not a valid product id (out of range)")
+    return pk
+
+
+def _fits_pk_column(pk):
+    internal_type = get_product_model()._meta.pk.get_internal_type()
+    low, high = connection.ops.integer_field_range(internal_type)
+    return (low is None or pk >= low) and (high is None or pk <= high)
 
 
 def _clean_event_type(value, now):
@@ -179,7 +189,7 @@ def _clean_context(value, now):
     try:
         # allow_nan=False: PostgreSQL's jsonb refuses NaN, so refuse it here with a clear message.
         encoded = json.dumps(dict(value), allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise _Invalid(f"must be plain JSON: {exc}")
     limit = settings.MAX_EVENT_CONTEXT_BYTES
     if len(encoded.encode()) > limit:
@@ -205,7 +215,7 @@ def _clean_event(event, now):
     if not isinstance(event, Mapping):
         return None, [(None, f"must be an object with 'product' and 'event', not {type(event).__name__}")]
     problems = [
-        (str(name), f"unknown field; known fields: {', '.join(FIELD_CLEANERS)}")
+        (str(name)[:64], f"unknown field; known fields: {', '.join(FIELD_CLEANERS)}")
         for name in event
         if name not in FIELD_CLEANERS
     ]

@@ -75,6 +75,7 @@ def test_timestamp_defaults_to_now_and_naive_times_are_utc(products):
         ({"product": None}, "product", "required"),
         ({"product": "not-an-id"}, "product", "not a valid product id"),
         ({"product": True}, "product", "must be a product id"),
+        ({"product": 10**40}, "product", "is not a valid product id"),
         ({"event": "like"}, "event", "unknown event 'like'"),
         ({"event": None}, "event", "required"),
         ({"event": "rating"}, "value", "required for a rating"),
