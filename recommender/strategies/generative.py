@@ -243,6 +243,9 @@ class GenerativeStrategy(Strategy):
         if not self.fitted:
             self.fit(dataset)
         keys = tuple(segment_keys or self.params["segment_keys"])
+        if segment_keys is None:
+            # Data without, say, gender (Book-Crossing) is segmented by what it has.
+            keys = tuple(key for key in keys if key in self.encoder.groups_) or keys
         rng = np.random.default_rng(self.seed if seed is None else seed)
         users = user_profiles_frame(dataset)
         active_users = np.flatnonzero(np.bincount(dataset.user_codes, minlength=dataset.n_users) > 0)
