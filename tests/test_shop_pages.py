@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 
 from recommender.models import Interaction, UserProfile
@@ -265,3 +266,13 @@ def test_seed_demo_fills_an_empty_shop_once(shop_free_db, capsys):
 @pytest.fixture
 def shop_free_db(db):
     assert not Product.objects.exists()
+
+
+def test_widgets_render_in_the_shops_look(client, shop):
+    """The shop's widget template (product tiles, reason, beacon attributes) replaces the app's default."""
+    client.post(reverse("cart_add", args=[shop["brews"][0].pk]), {"quantity": 1})
+    client.post(reverse("checkout"))
+    html = Client().get(reverse("home")).content.decode()
+    assert 'data-rec-placement="home"' in html
+    assert 'class="card rec-widget__item" data-rec-item=' in html
+    assert 'class="rec-widget__reason"' in html and "recommender/recommender.css" not in html

@@ -40,6 +40,8 @@ class ProfileForm(forms.ModelForm):
     )
     city = forms.CharField(required=False, max_length=64, widget=forms.TextInput(attrs={"placeholder": "e.g. Berlin"}))
 
+    field_order = ("age_or_birth_year", "gender", "country", "city", "personalization_consent")
+
     class Meta:
         model = UserProfile
         fields = ("gender", "country", "city", "personalization_consent")
