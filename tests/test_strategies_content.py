@@ -150,6 +150,7 @@ def test_tfidf_baseline_is_registered_with_word_ngrams():
     strategy = create_strategy("content_tfidf")
     assert isinstance(strategy, TfidfContentStrategy)
     assert strategy.params["encoder"] == "tfidf" and strategy.params["tfidf_analyzer"] == "word"
+    assert strategy.params["tfidf_dim"] is None, "the baseline keeps the full sparse TF-IDF vectors"
 
 
 @pytest.mark.slow

@@ -40,6 +40,10 @@ def items_text(items: pd.DataFrame) -> list[str]:
     return Dataset(users=pd.DataFrame({"user_id": pd.Series(dtype=str)}), items=frame, interactions=empty).item_text()
 
 
+def _dense(matrix) -> np.ndarray:
+    return np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix, dtype=np.float32)
+
+
 def _event_weight_table(overrides: dict | None) -> dict[str, float]:
     try:
         from ..conf import settings
@@ -100,7 +104,7 @@ class ContentStrategy(Strategy):
         return make_encoder(
             self.params["encoder"], model=self.params["text_model"], cache=cache,
             analyzer=self.params["tfidf_analyzer"], ngram_range=tuple(self.params["tfidf_ngram_range"]),
-            dim=int(self.params["tfidf_dim"]), seed=self.seed,
+            dim=self.params["tfidf_dim"] and int(self.params["tfidf_dim"]), seed=self.seed,
         )
 
     def _fit(self, dataset: Dataset) -> None:
@@ -135,7 +139,10 @@ class ContentStrategy(Strategy):
             # Loaded where the model is missing: the new products fall back to the popularity prior.
             logger.warning("Cannot embed %d new products (%s); they get no content score.", len(texts), error)
             vectors = np.zeros((len(texts), self.item_vectors_.shape[1]), dtype=np.float32)
-        self.item_vectors_ = np.vstack([self.item_vectors_, vectors])
+        if sp.issparse(self.item_vectors_):
+            self.item_vectors_ = sp.vstack([self.item_vectors_, sp.csr_matrix(vectors)], format="csr")
+        else:
+            self.item_vectors_ = np.vstack([self.item_vectors_, vectors])
         self.text_keys_ = np.concatenate([self.text_keys_, self._text_keys(texts)])
         self.trained_ = np.concatenate([self.trained_, np.zeros(len(texts), dtype=bool)])
         self.popularity_ = np.concatenate([self.popularity_, np.zeros(len(texts), dtype=np.float32)])
@@ -177,14 +184,19 @@ class ContentStrategy(Strategy):
 
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
         weights = self.context_weights(contexts)
-        taste = np.asarray(weights @ self.item_vectors_, dtype=np.float32)
-        norms = np.linalg.norm(taste, axis=1, keepdims=True)
-        has_taste = norms[:, 0] > 0
+        taste = weights @ self.item_vectors_
+        if sp.issparse(taste):
+            taste = taste.tocsr()
+            norms = np.sqrt(np.asarray(taste.multiply(taste).sum(axis=1)).ravel())
+        else:
+            norms = np.linalg.norm(taste, axis=1)
+        has_taste = norms > 0
         scores = np.empty((len(contexts), self.n_items), dtype=np.float32)
         scores[:] = self.popularity_
         if has_taste.any():
-            taste = taste[has_taste] / norms[has_taste]
-            scores[has_taste] = taste @ self.item_vectors_.T + float(self.params["popularity_weight"]) * self.popularity_
+            unit_taste = sp.diags(1.0 / norms[has_taste]) @ taste[has_taste]
+            similarity = _dense(unit_taste @ self.item_vectors_.T)
+            scores[has_taste] = similarity + float(self.params["popularity_weight"]) * self.popularity_
         # The items the taste came from are what the visitor already has: never "similar to itself".
         seen_rows, seen_cols = weights.nonzero()
         scores[seen_rows, seen_cols] = -np.inf
@@ -201,7 +213,7 @@ class ContentStrategy(Strategy):
         if source_positions.size == 0:
             return ["New arrival" if not self.trained_[p] else "Popular in the shop" for p in item_positions]
         # The source each item is most similar to names the reason.
-        similarity = self.item_vectors_[item_positions] @ self.item_vectors_[source_positions].T
+        similarity = _dense(self.item_vectors_[item_positions] @ self.item_vectors_[source_positions].T)
         best_sources = source_positions[np.argmax(similarity, axis=1)]
         verbs = {int(p): EVENT_VERBS.get(e.event, "viewed")
                  for e, p in zip(context.events, self.item_positions(context.event_item_ids)) if p >= 0}
@@ -228,7 +240,11 @@ class ContentStrategy(Strategy):
         encoder_state, encoder_arrays = self.encoder_.get_state()
         state = {"encoder": encoder_state, "event_weights": self.event_weights_}
         (directory / "content.json").write_text(json.dumps(state, indent=2))
-        np.savez(directory / "content.npz", item_vectors=self.item_vectors_, trained=self.trained_,
+        if sp.issparse(self.item_vectors_):
+            sp.save_npz(directory / "content_vectors.npz", self.item_vectors_)
+        else:
+            encoder_arrays["item_vectors"] = self.item_vectors_
+        np.savez(directory / "content.npz", trained=self.trained_,
                  text_keys=self.text_keys_,
                  popularity=self.popularity_, titles=self.titles_.astype(str), **encoder_arrays)
 
@@ -238,7 +254,8 @@ class ContentStrategy(Strategy):
             arrays = {name: data[name] for name in data.files}
         self.encoder_ = encoder_from_state(state["encoder"], arrays)
         self.event_weights_ = state["event_weights"]
-        self.item_vectors_ = arrays["item_vectors"]
+        sparse_path = directory / "content_vectors.npz"
+        self.item_vectors_ = sp.load_npz(sparse_path).tocsr() if sparse_path.exists() else arrays["item_vectors"]
         self.trained_ = arrays["trained"]
         self.popularity_ = arrays["popularity"]
         self.titles_ = arrays["titles"].astype(object)
@@ -249,9 +266,9 @@ class ContentStrategy(Strategy):
 
 
 class TfidfContentStrategy(ContentStrategy):
-    """The TF-IDF baseline: the same scoring over word n-gram TF-IDF vectors (no pretrained model)."""
+    """The TF-IDF baseline: the same scoring over raw sparse word n-gram TF-IDF vectors (no pretrained model)."""
 
     key = "content_tfidf"
     label = "Similar products"
     default_params = {**ContentStrategy.default_params, "encoder": "tfidf", "tfidf_analyzer": "word",
-                      "tfidf_ngram_range": (1, 2)}
+                      "tfidf_ngram_range": (1, 2), "tfidf_dim": None}

@@ -304,14 +304,15 @@ class TfidfEncoder:
     ngram_range
         Smallest and largest n-gram.
     dim
-        Output dimensions (fewer when the catalogue is tiny).
+        Output dimensions (fewer when the catalogue is tiny); None keeps the raw sparse TF-IDF
+        vectors (the classic baseline: ``encode`` then returns a CSR matrix).
     max_features
         Vocabulary cap (most frequent n-grams).
     """
 
     kind = "tfidf"
 
-    def __init__(self, analyzer: str = "char_wb", ngram_range: tuple[int, int] = (2, 4), dim: int = 128,
+    def __init__(self, analyzer: str = "char_wb", ngram_range: tuple[int, int] = (2, 4), dim: int | None = 128,
                  max_features: int = 50_000, seed: int = 0):
         self.analyzer = analyzer
         self.ngram_range = tuple(ngram_range)
@@ -323,7 +324,8 @@ class TfidfEncoder:
 
     @property
     def description(self) -> str:
-        return f"TF-IDF {self.analyzer} {self.ngram_range[0]}–{self.ngram_range[1]}-grams → {self.dim} dims"
+        size = f"{self.dim} dims" if self.dim else "sparse"
+        return f"TF-IDF {self.analyzer} {self.ngram_range[0]}–{self.ngram_range[1]}-grams → {size}"
 
     def check_available(self) -> None:
         """Always available (scikit-learn is a core dependency)."""
@@ -345,7 +347,7 @@ class TfidfEncoder:
         except ValueError:  # empty vocabulary: every text blank
             self.vectorizer = self._vectorizer(vocabulary={"-": 0}).fit(["-"])
             matrix = self.vectorizer.transform(texts)
-        n_components = min(self.dim, matrix.shape[0] - 1, matrix.shape[1] - 1)
+        n_components = min(self.dim, matrix.shape[0] - 1, matrix.shape[1] - 1) if self.dim else 0
         if n_components >= 2:
             svd = TruncatedSVD(n_components=n_components, random_state=self.seed, algorithm="randomized", n_iter=5)
             # Small catalogues: BLAS threads cost more than they save (and fight other processes for cores).
@@ -360,6 +362,8 @@ class TfidfEncoder:
         if self.vectorizer is None:
             raise RuntimeError("TfidfEncoder.encode() before fit()")
         matrix = self.vectorizer.transform(list(texts))
+        if not self.dim:
+            return matrix.tocsr().astype(np.float32)  # rows already L2-normalised by the vectorizer
         reduced = matrix @ self.components.T if self.components is not None else matrix.toarray()
         return l2_normalise(np.asarray(reduced, dtype=np.float32))
 
