@@ -104,6 +104,15 @@ def test_malformed_json_is_a_400_in_the_same_shape():
     assert "JSON parse error" in response.json()["errors"][0]["message"]
 
 
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
+def test_a_body_over_the_upload_limit_is_a_413_in_the_same_shape(products):
+    """A body larger than Django's upload limit is refused with 413 and the errors list."""
+    response = APIClient().post(URL, {"events": views_of(products) * 10}, format="json")
+    assert response.status_code == 413
+    assert "too large" in response.json()["errors"][0]["message"]
+    assert not Interaction.objects.exists()
+
+
 def test_retried_batch_id_is_stored_once(products):
     """A batch posted twice with the same batch_id is stored once and answered the same both times."""
     client = APIClient()
@@ -141,7 +150,7 @@ def test_schema_describes_the_endpoint():
     """The OpenAPI schema documents the request (events and their fields) and both answers."""
     schema = SchemaGenerator().get_schema(request=None, public=True)
     operation = schema["paths"][URL]["post"]
-    assert set(operation["responses"]) == {"201", "400"}
+    assert set(operation["responses"]) == {"201", "400", "413"}
     components = schema["components"]["schemas"]
     batch_ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     batch = components[batch_ref.rsplit("/", 1)[1]]

@@ -1,5 +1,6 @@
 """API views: thin wrappers over the service modules."""
 
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ParseError
@@ -35,7 +36,7 @@ class EventBatchView(APIView):
             "X-CSRFToken header."
         ),
         request=EventBatchSerializer,
-        responses={201: StoredEventsSerializer, 400: EventErrorsSerializer},
+        responses={201: StoredEventsSerializer, 400: EventErrorsSerializer, 413: EventErrorsSerializer},
         tags=["events"],
     )
     def post(self, request):
@@ -43,6 +44,9 @@ class EventBatchView(APIView):
             envelope = EventBatchSerializer(data=request.data)
         except ParseError as exc:
             return Response({"errors": [{"index": None, "field": None, "message": str(exc.detail)}]}, status=400)
+        except RequestDataTooBig:
+            message = "request body too large (DATA_UPLOAD_MAX_MEMORY_SIZE); send fewer events per batch"
+            return Response({"errors": [{"index": None, "field": None, "message": message}]}, status=413)
         if not envelope.is_valid():
             return Response({"errors": _envelope_errors(envelope.errors)}, status=status.HTTP_400_BAD_REQUEST)
         try:
