@@ -111,16 +111,23 @@ class DemographicStrategy(Strategy):
 
     def _fit(self, dataset: Dataset) -> None:
         chosen = {"power": float(self.params["power"]), "shrinkage": float(self.params["shrinkage"])}
+        self._full_data_prior = None
         if self.params["auto_tune"]:
             chosen = self._tune(dataset, chosen)
         self.tuned_ = chosen
-        self._build(dataset)
+        self._build(dataset, segment=self._full_data_prior)
+        del self._full_data_prior
 
-    def _build(self, dataset: Dataset) -> None:
-        """Encoder, merged warm profiles and their item distributions, segment prior, item kNN."""
-        self.segment_ = SegmentPopularityStrategy(
-            weighting=self.params["weighting"], positive_threshold=self.params["positive_threshold"],
-            auto_tune=self.params["auto_tune"], seed=self.seed,
+    def _build(self, dataset: Dataset, segment_params: dict | None = None, with_events: bool = True,
+               segment: SegmentPopularityStrategy | None = None) -> None:
+        """Encoder, merged warm profiles and their item distributions, segment prior, item kNN.
+
+        ``segment_params`` fixes the segment prior's settings (no inner tuning), as used while
+        tuning this strategy's own params; ``segment`` is an already fitted prior to reuse.
+        """
+        self.segment_ = segment or SegmentPopularityStrategy(
+            **(segment_params or {"weighting": self.params["weighting"], "auto_tune": self.params["auto_tune"]}),
+            positive_threshold=self.params["positive_threshold"], seed=self.seed,
         ).fit(dataset)
         self.encoder_ = self.segment_.encoder_
         users = dataset.users.reindex(pd.Index(dataset.user_ids, name="user_id"))
@@ -133,7 +140,8 @@ class DemographicStrategy(Strategy):
         weights = interaction_weights(dataset, self.params["weighting"], self.params["positive_threshold"])
         user_item = dataset.interaction_matrix(weights=weights.astype(np.float32))
         user_item.data = np.log1p(user_item.data)
-        self.similarity_ = item_cosine_similarity(user_item, self.params["neighbours"])
+        if with_events:
+            self.similarity_ = item_cosine_similarity(user_item, self.params["neighbours"])
         # Each warm user with a known profile contributes one distribution over items.
         warm = (np.diff(user_item.indptr) > 0) & (np.diff(profiles.indptr) > 0)
         profiles, user_item = profiles[warm], _row_normalise(user_item[warm])
@@ -149,43 +157,58 @@ class DemographicStrategy(Strategy):
         self.titles_ = dataset.items["title"].to_numpy(dtype=object)
 
     def _tune(self, dataset: Dataset, chosen: dict) -> dict:
-        from ..evaluation.metrics import mean_ndcg
+        """Choose power and shrinkage on a zero-shot validation split of the training users."""
+        from ..evaluation.metrics import ranking_metrics
         from ..evaluation.protocols import cold_start_validation
 
         train, profiles, relevant = cold_start_validation(
-            dataset, seed=self.seed, positive_threshold=self.params["positive_threshold"], max_users=2000)
+            dataset, seed=self.seed, positive_threshold=self.params["positive_threshold"], max_users=1500)
         if relevant.shape[0] == 0 or not len(train.interactions):
             return chosen
-        self.tuned_ = dict(chosen)
-        self._build(train)  # the item universe is the same: subsets keep every item
+        # The segment prior is tuned once on the whole training data, then held fixed here.
+        prior_strategy = SegmentPopularityStrategy(
+            weighting=self.params["weighting"], positive_threshold=self.params["positive_threshold"],
+            auto_tune=self.params["auto_tune"], seed=self.seed).fit(dataset)
+        self._full_data_prior = prior_strategy
+        fixed = {key: prior_strategy.tuned_[key] for key in ("levels", "shrinkage", "weighting")}
+        fixed.update(auto_tune=False, half_life_days=(prior_strategy.tuned_["half_life_seconds"] or 0) / 86400.0 or None)
+        self._build(train, segment_params=fixed, with_events=False)
+        grid = [(power, shrinkage) for power in (1.0, 3.0, 10.0) for shrinkage in (0.0, 3.0, 30.0, 300.0)]
+        ndcg_sums = np.zeros(len(grid))
         contexts = [Context(profile=record) for record in profiles.reset_index().to_dict("records")]
-        best_score = -1.0
-        for power in (1.0, 3.0, 10.0):
-            for shrinkage in (0.0, 3.0, 30.0, 300.0):
-                self.tuned_ = {"power": power, "shrinkage": shrinkage}
-                score = mean_ndcg(top_k_batch(self._profile_scores(contexts), 10), relevant, 10)
-                if score > best_score + 1e-12:
-                    best_score, chosen = score, {"power": power, "shrinkage": shrinkage}
-        chosen["validation_ndcg"] = best_score
-        return chosen
+        for start in range(0, len(contexts), 500):
+            similarity, prior = self._profile_parts(contexts[start:start + 500])
+            for number, (power, shrinkage) in enumerate(grid):
+                top = top_k_batch(self._combine(similarity, prior, power, shrinkage), 10)
+                ndcg_sums[number] += np.nansum(ranking_metrics(top, relevant[start:start + 500], 10)["ndcg"])
+        best = int(np.argmax(ndcg_sums))
+        return {"power": grid[best][0], "shrinkage": grid[best][1], "validation_ndcg": float(ndcg_sums[best] / len(contexts))}
 
     # --- scoring --------------------------------------------------------------------------------------
-    def _profile_scores(self, contexts: Sequence[Context]) -> np.ndarray:
-        """Distribution over items from similar warm users, shrunk toward segment popularity."""
+    def _profile_parts(self, contexts: Sequence[Context]) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine of each context to each merged warm profile, and the segment prior (rows sum to 1)."""
         queries = self.encoder_.transform([context.profile for context in contexts])
         queries = _l2_normalise(queries @ sp.diags(self.feature_weights_)).astype(np.float32)
-        similarity = (queries @ self.profile_vectors_.T).toarray()
+        # sparse @ dense: the similarity is dense (most profiles share a country or a band).
+        similarity = np.asarray(self.profile_vectors_ @ queries.T.toarray()).T
+        prior = self.segment_.score_batch(contexts).astype(np.float64)
+        return similarity, prior / prior.sum(axis=1, keepdims=True)
+
+    def _combine(self, similarity: np.ndarray, prior: np.ndarray, power: float, shrinkage: float) -> np.ndarray:
+        """Similarity-weighted distribution of warm users' items, shrunk toward the prior."""
         # profile_items_ already sums each merged profile's users, so weight it per profile;
         # the mass counts every user behind a profile.
-        closeness = np.power(np.clip(similarity, 0.0, None), self.tuned_["power"])
+        closeness = np.power(np.clip(similarity, 0.0, None), power)
         aggregate = np.asarray((self.profile_items_.T @ closeness.T).T)
         mass = (closeness @ self.profile_counts_)[:, None]
-        prior = self.segment_.score_batch(contexts).astype(np.float64)
-        prior /= prior.sum(axis=1, keepdims=True)
-        shrinkage = self.tuned_["shrinkage"]
         with np.errstate(divide="ignore", invalid="ignore"):
             blended = (aggregate + shrinkage * prior) / (mass + shrinkage)
         return np.where(mass + shrinkage > 0, blended, prior).astype(np.float32)
+
+    def _profile_scores(self, contexts: Sequence[Context]) -> np.ndarray:
+        """Distribution over items from similar warm users, shrunk toward segment popularity."""
+        similarity, prior = self._profile_parts(contexts)
+        return self._combine(similarity, prior, self.tuned_["power"], self.tuned_["shrinkage"])
 
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
         scores = self._profile_scores(contexts)

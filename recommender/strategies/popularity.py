@@ -267,6 +267,8 @@ class SegmentPopularityStrategy(Strategy):
 
     def _fit(self, dataset: Dataset) -> None:
         self.encoder_ = ProfileEncoder().fit(dataset.users)
+        # Tokenising profiles is the slow part: do it once per user for fitting and tuning.
+        self._tokens_by_user = dict(zip(dataset.users.index, self.encoder_.tokens_frame(dataset.users)))
         chosen = {
             "levels": [list(level) for level in self.params["levels"]],
             "shrinkage": float(self.params["shrinkage"]),
@@ -278,11 +280,12 @@ class SegmentPopularityStrategy(Strategy):
         self.tuned_ = chosen
         weights = interaction_weights(dataset, chosen["weighting"], self.params["positive_threshold"], chosen["half_life_seconds"])
         self.global_, self.tables_ = self._build(dataset, weights, self._user_tokens(dataset), chosen["levels"])
+        del self._tokens_by_user
 
     # --- fitting ----------------------------------------------------------------------------------
     def _user_tokens(self, dataset: Dataset) -> list[dict]:
-        """Profile tokens of every user in ``dataset.user_ids`` order."""
-        return self.encoder_.tokens_frame(dataset.users.reindex(pd.Index(dataset.user_ids, name="user_id")))
+        """Profile tokens of every user in ``dataset.user_ids`` order ({} for users without a profile)."""
+        return [self._tokens_by_user.get(user_id, {}) for user_id in dataset.user_ids]
 
     def _build(self, dataset: Dataset, weights: np.ndarray, user_tokens: list[dict], levels) -> tuple[np.ndarray, SegmentTables]:
         user_item = dataset.interaction_matrix(weights=weights.astype(np.float32)).astype(np.float64).tocsr()
@@ -317,7 +320,7 @@ class SegmentPopularityStrategy(Strategy):
         from ..evaluation.protocols import cold_start_validation
 
         threshold = self.params["positive_threshold"]
-        train, profiles, relevant = cold_start_validation(dataset, seed=self.seed, positive_threshold=threshold, max_users=2000)
+        train, profiles, relevant = cold_start_validation(dataset, seed=self.seed, positive_threshold=threshold, max_users=1500)
         if relevant.shape[0] == 0 or not len(train.interactions):
             return chosen
         best_score = -1.0
@@ -330,14 +333,14 @@ class SegmentPopularityStrategy(Strategy):
                     best_score, best_weights = score, weights
                     chosen = {**chosen, "levels": [], "weighting": weighting, "half_life_seconds": half_life}
         user_tokens = self._user_tokens(train)
-        validation_tokens = self.encoder_.tokens_frame(profiles)
+        validation_tokens = [self._tokens_by_user.get(user_id, {}) for user_id in profiles.index]
         chains = self.candidate_levels(user_tokens)
         all_levels = {tuple(level) for chain in chains for level in chain}
         global_distribution, tables = self._build(train, best_weights, user_tokens, all_levels)
         for chain in chains:
-            for shrinkage in (2.0, 20.0, 200.0, 2000.0) if chain else ():
-                scores = self._distributions(tables, global_distribution, validation_tokens, chain, shrinkage)[0]
-                score = _zero_shot_ndcg(top_k_batch(scores, TUNING_K), relevant)
+            for shrinkage in (5.0, 50.0, 500.0) if chain else ():
+                top = self._distributions(tables, global_distribution, validation_tokens, chain, shrinkage, TUNING_K)
+                score = _zero_shot_ndcg(top, relevant)
                 if score > best_score + 1e-12:
                     best_score = score
                     chosen = {**chosen, "levels": chain, "shrinkage": shrinkage}
@@ -345,19 +348,30 @@ class SegmentPopularityStrategy(Strategy):
         return chosen
 
     # --- scoring ------------------------------------------------------------------------------------
-    def _distributions(self, tables, global_distribution, token_rows, levels, shrinkage):
-        """Scores (float32, one row per token row), computed once per distinct segment combination."""
+    def _distributions(self, tables, global_distribution, token_rows, levels, shrinkage, top_k: int | None = None):
+        """Scores (float32, one row per token row), computed once per distinct segment combination.
+
+        With ``top_k`` the result is the top-k item positions instead, computed chunk by chunk
+        so that thousands of distinct profiles never need a dense (profiles × items) array.
+        """
         level_keys = sorted({key for level in levels for key in level})
-        combos = [tuple(tokens.get(key) for key in level_keys) for tokens in token_rows]
-        codes, uniques = pd.factorize(pd.Series(["\x1f".join(map(str, combo)) for combo in combos]))
+        combos = ["\x1f".join(str(tokens.get(key)) for key in level_keys) for tokens in token_rows]
+        codes, uniques = pd.factorize(pd.Series(combos, dtype=object))
         first_rows = np.unique(codes, return_index=True)[1]
-        unique_scores, finest_levels = shrunk_segment_distributions(
-            tables, global_distribution, [token_rows[row] for row in first_rows], levels, shrinkage)
-        return unique_scores[codes].astype(np.float32), [finest_levels[code] for code in codes]
+        unique_tokens = [token_rows[row] for row in first_rows]
+        if top_k is None:
+            unique_scores = shrunk_segment_distributions(tables, global_distribution, unique_tokens, levels, shrinkage)[0]
+            return unique_scores[codes].astype(np.float32)
+        unique_top = np.empty((len(unique_tokens), top_k), dtype=np.int64)
+        for start in range(0, len(unique_tokens), 256):
+            chunk = shrunk_segment_distributions(
+                tables, global_distribution, unique_tokens[start:start + 256], levels, shrinkage)[0]
+            unique_top[start:start + 256] = top_k_batch(chunk, top_k)
+        return unique_top[codes]
 
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
         token_rows = [self.encoder_.tokens(context.profile) for context in contexts]
-        scores = self._distributions(self.tables_, self.global_, token_rows, self.tuned_["levels"], self.tuned_["shrinkage"])[0]
+        scores = self._distributions(self.tables_, self.global_, token_rows, self.tuned_["levels"], self.tuned_["shrinkage"])
         # Scale so the best item of the global ranking is near 1 (comparable across contexts).
         return scores / np.float32(self.global_.max())
 
