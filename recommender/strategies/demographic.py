@@ -162,7 +162,7 @@ class DemographicStrategy(Strategy):
         from ..evaluation.protocols import cold_start_validation
 
         train, profiles, relevant = cold_start_validation(
-            dataset, seed=self.seed, positive_threshold=self.params["positive_threshold"], max_users=1500)
+            dataset, seed=self.seed, positive_threshold=self.params["positive_threshold"], max_users=1000)
         if relevant.shape[0] == 0 or not len(train.interactions):
             return chosen
         # The segment prior is tuned once on the whole training data, then held fixed here.
@@ -178,9 +178,12 @@ class DemographicStrategy(Strategy):
         contexts = [Context(profile=record) for record in profiles.reset_index().to_dict("records")]
         for start in range(0, len(contexts), 500):
             similarity, prior = self._profile_parts(contexts[start:start + 500])
-            for number, (power, shrinkage) in enumerate(grid):
-                top = top_k_batch(self._combine(similarity, prior, power, shrinkage), 10)
-                ndcg_sums[number] += np.nansum(ranking_metrics(top, relevant[start:start + 500], 10)["ndcg"])
+            for power in sorted({power for power, _ in grid}):
+                aggregate, mass = self._neighbour_aggregate(similarity, power)
+                for number, (grid_power, shrinkage) in enumerate(grid):
+                    if grid_power == power:
+                        top = top_k_batch(self._shrink(aggregate, mass, prior, shrinkage), 10)
+                        ndcg_sums[number] += np.nansum(ranking_metrics(top, relevant[start:start + 500], 10)["ndcg"])
         best = int(np.argmax(ndcg_sums))
         return {"power": grid[best][0], "shrinkage": grid[best][1], "validation_ndcg": float(ndcg_sums[best] / len(contexts))}
 
@@ -194,16 +197,25 @@ class DemographicStrategy(Strategy):
         prior = self.segment_.score_batch(contexts).astype(np.float64)
         return similarity, prior / prior.sum(axis=1, keepdims=True)
 
-    def _combine(self, similarity: np.ndarray, prior: np.ndarray, power: float, shrinkage: float) -> np.ndarray:
-        """Similarity-weighted distribution of warm users' items, shrunk toward the prior."""
+    def _neighbour_aggregate(self, similarity: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray]:
+        """Similarity-weighted sum of warm users' item distributions, and the total weight."""
         # profile_items_ already sums each merged profile's users, so weight it per profile;
         # the mass counts every user behind a profile.
         closeness = np.power(np.clip(similarity, 0.0, None), power)
         aggregate = np.asarray((self.profile_items_.T @ closeness.T).T)
-        mass = (closeness @ self.profile_counts_)[:, None]
+        return aggregate, (closeness @ self.profile_counts_)[:, None]
+
+    @staticmethod
+    def _shrink(aggregate: np.ndarray, mass: np.ndarray, prior: np.ndarray, shrinkage: float) -> np.ndarray:
+        """``(aggregate + shrinkage * prior) / (mass + shrinkage)``; the prior where both are 0."""
         with np.errstate(divide="ignore", invalid="ignore"):
             blended = (aggregate + shrinkage * prior) / (mass + shrinkage)
         return np.where(mass + shrinkage > 0, blended, prior).astype(np.float32)
+
+    def _combine(self, similarity: np.ndarray, prior: np.ndarray, power: float, shrinkage: float) -> np.ndarray:
+        """Similarity-weighted distribution of warm users' items, shrunk toward the prior."""
+        aggregate, mass = self._neighbour_aggregate(similarity, power)
+        return self._shrink(aggregate, mass, prior, shrinkage)
 
     def _profile_scores(self, contexts: Sequence[Context]) -> np.ndarray:
         """Distribution over items from similar warm users, shrunk toward segment popularity."""
