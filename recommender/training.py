@@ -364,6 +364,9 @@ def train_strategy(
     except Exception as exc:
         logger.exception("Training %s v%s failed", key, version.pk)
         _fail(version, exc)
+    except BaseException as exc:  # Ctrl-C, SystemExit, a Celery time limit: fail the row, then stop
+        _fail(version, exc)
+        raise
     finally:
         if _safe(lambda: _cache().get(LOCK_KEY.format(key))) == version.pk:
             _safe(lambda: _cache().delete(LOCK_KEY.format(key)))
@@ -371,17 +374,55 @@ def train_strategy(
     return version
 
 
+# Params that make the held-out evaluation fit cheaper without changing what it measures much:
+# the hybrid's second, all-data refit of its components is skipped there (it is done once, for
+# the version that is saved).
+EVALUATION_OVERRIDES = {"refit": False}
+
+
 @contextlib.contextmanager
 def _training_params(key: str):
-    """``strategy_params(key)``, plus the shared embedding cache file for strategies that take one."""
-    params = strategy_params(key)
-    if "embedding_cache" not in registry.get_strategy_class(key).default_params or params.get("embedding_cache"):
-        yield params
-        return
+    """``strategy_params(key)`` completed for this run.
+
+    Strategies that take an ``embedding_cache`` get the shared embedding cache file (so only
+    new or changed product texts are embedded); a strategy with ``component_params`` (the
+    hybrid, which fits its own components) passes each component its ``TRAINING_PARAMS`` and
+    the cache too, explicit ``component_params`` winning.
+    """
     from .embeddings import shared_embedding_cache
 
-    with shared_embedding_cache(params.get("text_model")) as path:
-        yield {**params, "embedding_cache": str(path)}
+    params = strategy_params(key)
+    klass = registry.get_strategy_class(key)
+    components = _component_classes(klass, params)
+    wants_cache = [c for c in (klass, *components.values()) if "embedding_cache" in c.default_params]
+    cache = shared_embedding_cache(params.get("text_model")) if wants_cache else contextlib.nullcontext()
+    with cache as cache_path:
+        if "embedding_cache" in klass.default_params and not params.get("embedding_cache"):
+            params["embedding_cache"] = str(cache_path)
+        if components:
+            explicit = params.get("component_params") or {}
+            params["component_params"] = {
+                component: {
+                    **({"embedding_cache": str(cache_path)} if "embedding_cache" in component_class.default_params else {}),
+                    **{name: value for name, value in strategy_params(component).items() if name != "seed"},
+                    **explicit.get(component, {}),
+                }
+                for component, component_class in components.items()
+            }
+        yield params
+
+
+def _component_classes(klass, params: dict) -> dict:
+    """{component key: class} of a strategy that fits components of its own (importable ones)."""
+    if "component_params" not in klass.default_params:
+        return {}
+    classes = {}
+    for component in params.get("components") or klass.default_params.get("components") or ():
+        try:
+            classes[component] = registry.get_strategy_class(component)
+        except Exception:
+            continue  # the strategy itself reports the components it cannot import
+    return classes
 
 
 def _run(run: _RunRecorder, key: str, dataset: Dataset | None, activate_if_better: bool) -> None:
@@ -407,8 +448,11 @@ def _train_and_save(run: _RunRecorder, key: str, params: dict, dataset: Dataset 
 
     run.stage("evaluate", 0.15)
     started = time.monotonic()
+    klass = registry.get_strategy_class(key)
+    evaluation_params = {**params, **{name: value for name, value in EVALUATION_OVERRIDES.items()
+                                      if name in klass.default_params}}
     metrics = evaluate_new_users(
-        lambda: registry.create_strategy(key, **params), dataset,
+        lambda: klass(**evaluation_params), dataset,
         on_fitted=lambda: run.stage("evaluate", 0.4),
     )
     run.timed("evaluate", time.monotonic() - started)
