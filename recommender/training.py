@@ -238,6 +238,8 @@ def _take_over(key: str, version_id: int, task_id: str) -> ModelVersion:
             raise ValueError(f"version {version_id} is not a version of {key}")
         if version.status != Status.TRAINING:
             raise TrainingRefused(f"version {version_id} is {version.status}, not waiting to be trained: {version.error}")
+        if version.task_id and version.task_id != task_id:
+            raise TrainingRefused(f"version {version_id} is already being trained by task {version.task_id}")
         version.task_id = task_id or version.task_id
         version.timings = {"heartbeat": time.time()}
         version.save(update_fields=["task_id", "timings"])

@@ -169,6 +169,14 @@ def test_run_given_a_version_id_trains_that_row(shop, toy):
     assert (version.pk, version.status, version.task_id) == (queued.pk, Status.ACTIVE, "worker-task")
 
 
+def test_a_second_delivery_of_a_queued_row_is_refused(shop, toy):
+    """A row another task has claimed is not trained a second time by a different task."""
+    queued = training.start_training("toy")
+    ModelVersion.objects.filter(pk=queued.pk).update(task_id="first-task")
+    with pytest.raises(training.TrainingRefused, match="first-task"):
+        training.train_strategy("toy", version_id=queued.pk, task_id="second-task")
+
+
 def test_old_versions_are_pruned_after_training(shop, toy):
     """Only KEEP_VERSIONS versions keep their files; older ones are retired."""
     with override_settings(RECOMMENDER={**settings.user_settings, "KEEP_VERSIONS": 2}):
