@@ -156,6 +156,7 @@ def test_malformed_row_stops_the_command_and_keeps_nothing(tmp_path):
 @pytest.mark.postgres
 @pytest.mark.shared_data
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 10 minutes on a busy 2-core machine; the suite default is 900 s
 def test_bookcrossing_imports_into_postgres_once(shared_data, tmp_path, capsys):
     """The real Book-Crossing bundle imports into PostgreSQL with a progress bar; a second run adds nothing."""
     call_command("recommender_convert", "bookcrossing", str(shared_data / "bookcrossing"), "--out", str(tmp_path / "bx"))
