@@ -66,6 +66,15 @@ def test_cache_embeds_only_new_or_changed_texts(tmp_path, embedded_texts):
     np.testing.assert_array_equal(again[[0, 2]], vectors[[0, 2]])
 
 
+def test_identical_texts_are_embedded_once(embedded_texts):
+    """Two products with the same text in one batch are embedded once and get the same vector."""
+    encoder = text.SentenceEncoder(model="fake-model-twins")
+    vectors = encoder.encode(["red drill", "blue cake", "red drill"])
+    assert embedded_texts == ["red drill", "blue cake"]
+    np.testing.assert_array_equal(vectors[0], vectors[2])
+    assert len(encoder.cache) == 2
+
+
 def test_cache_of_another_model_is_not_reused(tmp_path):
     """Vectors cached for one model are never served for another."""
     cache = text.EmbeddingCache("model-a")

@@ -196,17 +196,17 @@ class EmbeddingCache:
             raise ValueError(f"vectors of dim {vectors.shape[1]} do not fit a cache of dim {self.dim}")
         if not len(self):
             self._vectors = np.zeros((0, vectors.shape[1]), dtype=np.float32)
-        appended = []
+        appended: dict[str, np.ndarray] = {}  # a text twice in one call (two products, same text) is one entry
         for text, vector in zip(texts, vectors):
             key = text_key(self.model, text)
-            row = self._rows.get(key)
-            if row is None:
-                self._rows[key] = len(self._vectors) + len(appended)
-                appended.append(vector)
+            if key in self._rows:
+                self._vectors[self._rows[key]] = vector
             else:
-                self._vectors[row] = vector
+                appended[key] = vector
         if appended:
-            self._vectors = np.vstack([self._vectors, np.asarray(appended, dtype=np.float32)])
+            first_row = len(self._vectors)
+            self._rows.update({key: first_row + offset for offset, key in enumerate(appended)})
+            self._vectors = np.vstack([self._vectors, np.asarray(list(appended.values()), dtype=np.float32)])
 
     def save(self, path) -> Path:
         path = Path(path)
@@ -273,16 +273,12 @@ class SentenceEncoder:
         """L2-normalised float32 vectors of ``texts``; only texts missing from the cache are embedded."""
         vectors, missing = self.cache.get_many(texts)
         if missing.size:
-            missing_texts = [texts[i] for i in missing]
+            missing_texts = list(dict.fromkeys(texts[i] for i in missing))  # identical texts embedded once
             logger.info("Embedding %d new or changed texts with %s", len(missing_texts), self.model)
             fresh = embed_texts(missing_texts, self.model, batch_size=self.batch_size)
             self.embedded_count += len(missing_texts)
             self.cache.put_many(missing_texts, fresh)
-            if vectors.shape[1] != fresh.shape[1]:
-                vectors = np.zeros((len(texts), fresh.shape[1]), dtype=np.float32)
-                vectors[:], _ = self.cache.get_many(texts)
-            else:
-                vectors[missing] = fresh
+            vectors, _ = self.cache.get_many(texts)
         return vectors
 
     def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
