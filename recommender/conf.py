@@ -78,6 +78,9 @@ DEFAULTS = {
     "TRAINING_HOLDOUT_SHARE": 0.1,
     "TRAINING_HOLDOUT_MAX_USERS": 1000,
     "TRAINING_POSITIVE_THRESHOLD": 4.0,
+    # Fit again on all data after the held-out evaluation (True), or save the evaluated model
+    # itself (False: half the training time; the held-out users' events wait for the next run).
+    "TRAINING_REFIT_ON_ALL_DATA": True,
     # A training row whose worker has not written a heartbeat for this long is marked failed.
     "TRAINING_HEARTBEAT_SECONDS": 30,
     "TRAINING_STALE_SECONDS": 15 * 60,

@@ -451,18 +451,23 @@ def _train_and_save(run: _RunRecorder, key: str, params: dict, dataset: Dataset 
     run.stage("evaluate", 0.15)
     started = time.monotonic()
     klass = registry.get_strategy_class(key)
+    refit = settings.TRAINING_REFIT_ON_ALL_DATA
     evaluation_params = {**params, **{name: value for name, value in EVALUATION_OVERRIDES.items()
-                                      if name in klass.default_params}}
-    metrics = evaluate_new_users(
-        lambda: klass(**evaluation_params), dataset,
-        on_fitted=lambda: run.stage("evaluate", 0.4),
+                                      if refit and name in klass.default_params}}
+    metrics, evaluated = fit_and_evaluate(
+        lambda: klass(**evaluation_params), dataset, on_fitted=lambda: run.stage("evaluate", 0.4)
     )
     run.timed("evaluate", time.monotonic() - started)
 
-    run.stage("fit", 0.5)
-    started = time.monotonic()
-    strategy = registry.create_strategy(key, **params).fit(dataset)
-    run.timed("fit", time.monotonic() - started)
+    if refit or evaluated is None:
+        run.stage("fit", 0.5)
+        started = time.monotonic()
+        strategy = klass(**params).fit(dataset)
+        run.timed("fit", time.monotonic() - started)
+        metrics["fitted_on"] = "all data"
+    else:
+        strategy = evaluated
+        metrics["fitted_on"] = "all data but the held-out users (TRAINING_REFIT_ON_ALL_DATA is off)"
 
     run.stage("save", 0.85)
     started = time.monotonic()
@@ -542,28 +547,39 @@ def holdout_split(dataset: Dataset, *, share: float | None = None, max_users: in
 
 
 def evaluate_new_users(make_strategy: Callable[[], Strategy], dataset: Dataset, *,
-                       reveals: Sequence[int] = REVEALS, k: int = KEY_K, on_fitted=None) -> dict:
+                       reveals: Sequence[int] = REVEALS, k: int = KEY_K) -> dict:
     """New-user protocol on one seeded hold-out: fit without the held-out users, score them.
 
     Returns the ``metrics`` dict recorded on a ``ModelVersion``: ``key_value`` (NDCG@10 at
     reveal 0, None when no held-out user has a relevant event), ``new_user`` ({reveal: {ndcg,
     recall, precision, hr, mrr, coverage, users}}) and ``holdout`` (the split's parameters).
     """
+    return fit_and_evaluate(make_strategy, dataset, reveals=reveals, k=k)[0]
+
+
+def fit_and_evaluate(make_strategy: Callable[[], Strategy], dataset: Dataset, *,
+                     reveals: Sequence[int] = REVEALS, k: int = KEY_K,
+                     on_fitted: Callable[[], None] | None = None) -> tuple[dict, Strategy | None]:
+    """``evaluate_new_users``, also returning the strategy fitted without the held-out users.
+
+    The strategy is None when the data has too few users to hold any out (nothing is fitted).
+    """
     split = holdout_split(dataset)
     if split is None:
         return {"key_metric": _key_metric_name(), "key_value": None, "new_user": {},
-                "holdout": {"users": 0, "reason": "too few users with events to hold any out"}}
+                "holdout": {"users": 0, "reason": "too few users with events to hold any out"}}, None
     strategy = make_strategy().fit(split.train)
     if on_fitted is not None:
         on_fitted()
     results = {str(reveal): score_new_users(strategy, dataset, split, reveal, k) for reveal in reveals}
     key_result = results.get(str(KEY_REVEAL), {})
-    return {
+    metrics = {
         "key_metric": _key_metric_name(),
         "key_value": key_result.get(KEY_METRIC) if key_result.get("users") else None,
         "new_user": results,
         "holdout": split.info,
     }
+    return metrics, strategy
 
 
 def _key_metric_name() -> str:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from recommender import artifacts, precompute, training
 from recommender.conf import settings
+from recommender.data.snapshot import build_dataset_from_db
 from recommender.models import Interaction, ModelVersion
 from recommender.testing.factories import planted_dataset
 
@@ -67,6 +68,17 @@ def test_first_training_activates_and_records_everything(shop, toy):
     assert version.checksum and version.artifact_bytes > 0
     served = training.get_active_strategy("toy")
     assert isinstance(served, ToyStrategy) and served.version_id == version.pk
+
+
+def test_without_refit_the_evaluated_model_is_the_saved_one(shop, toy):
+    """TRAINING_REFIT_ON_ALL_DATA off: one fit, without the held-out users, is saved and served."""
+    with override_settings(RECOMMENDER={**settings.user_settings, "TRAINING_REFIT_ON_ALL_DATA": False}):
+        version = training.train_strategy("toy")
+    assert version.status == Status.ACTIVE and "fit_seconds" not in version.timings
+    assert version.metrics["fitted_on"].startswith("all data but the held-out users")
+    served = training.get_active_strategy("toy")
+    on_all_data = ToyStrategy().fit(build_dataset_from_db())
+    assert served.counts_.sum() < on_all_data.counts_.sum()  # the held-out users' events are not in it
 
 
 def test_retraining_activates_the_new_version_and_keeps_the_old_ready(shop, toy):
