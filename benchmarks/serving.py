@@ -62,6 +62,8 @@ def percentiles(samples_ms):
     import numpy as np
 
     values = np.asarray(samples_ms)
+    if values.size == 0:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "mean_ms": float("nan"), "calls": 0}
     return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)),
             "mean_ms": float(values.mean()), "calls": int(values.size)}
 
@@ -198,11 +200,13 @@ def start_gunicorn(bench_dir: Path, port: int):
     env = {**os.environ, "RECOMMENDER_BENCH_DIR": str(bench_dir), "DJANGO_SETTINGS_MODULE": "benchmarks.settings_serving"}
     gunicorn = Path(sys.executable).with_name("gunicorn")
     process = subprocess.Popen(
-        [str(gunicorn), "benchmarks.wsgi_serving:application", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+        # --preload: the master loads the active models once (see wsgi_serving) and the workers
+        # share them, as a production deployment would do.
+        [str(gunicorn), "benchmarks.wsgi_serving:application", "--preload", "--workers", "2", "--bind", f"127.0.0.1:{port}",
          "--log-level", "warning", "--chdir", str(ROOT)],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/ping/", timeout=2).read()
@@ -212,7 +216,7 @@ def start_gunicorn(bench_dir: Path, port: int):
                 raise RuntimeError(f"gunicorn exited: {process.stderr.read().decode()[-2000:]}")
             time.sleep(0.2)  # waiting for a server process to come up, not for a test clock
     process.kill()
-    raise RuntimeError("gunicorn did not answer within 60 s")
+    raise RuntimeError("gunicorn did not answer within 600 s")
 
 
 def load(base_url: str, make_path, seconds: float, threads: int):
@@ -293,7 +297,8 @@ def write_markdown(report, command: str):
         "## Serving",
         "",
         f"Measured on {machine['cpus']} CPU cores ({machine['platform']}, Python {machine['python']}), "
-        f"{report['date']}. Reproduce with:",
+        f"{report['date']}, 1-minute load average {machine.get('load_average_at_start', '?')} at the start "
+        "(other work on the same cores slows every figure alike). Reproduce with:",
         "",
         "```",
         command,
@@ -347,6 +352,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=8, help="HTTP client threads.")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--markdown", action="store_true", help="Rewrite the Serving section of docs/benchmarks.md.")
+    parser.add_argument("--merge", action="store_true",
+                        help="Keep rows of other sizes (and the HTTP figures when skipped) from the last results file.")
     parser.add_argument("--seed", type=int, default=0)
     options = parser.parse_args(argv)
     sizes = [int(size) for size in options.sizes.split(",")]
@@ -354,8 +361,18 @@ def main(argv=None):
     bench_dir = Path(tempfile.mkdtemp(prefix="recommender-bench-"))
     setup_django(bench_dir)
     report = {"date": time.strftime("%Y-%m-%d"), "k": K, "strategy": options.strategy,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                          "load_average_at_start": round(os.getloadavg()[0], 1)},
               "in_process": [], "fit_seconds": {}}
+    if options.merge and RESULTS.exists():
+        previous = json.loads(RESULTS.read_text())
+        report["in_process"] = [row for row in previous.get("in_process", []) if row["products"] not in sizes]
+        report["fit_seconds"] = {size: seconds for size, seconds in previous.get("fit_seconds", {}).items()
+                                 if int(size) not in sizes}
+        report["commands"] = previous.get("commands", []) if report["in_process"] else []
+        if options.skip_http and previous.get("http"):
+            report["http"], report["http_products"] = previous["http"], previous.get("http_products")
+    command = "python benchmarks/serving.py " + " ".join(argv if argv is not None else sys.argv[1:])
     product_ids = []
     for index, size in enumerate(sizes):
         dataset = synthetic_shop(size, options.seed)
@@ -374,20 +391,25 @@ def main(argv=None):
                 report["in_process"].append({"products": size, "strategy": options.strategy, "events": n_events,
                                              "path": "full service", **row})
         if index == 0 and not options.skip_http:
+            save(report, options.markdown, command)
             activate(strategy)
             report["http"] = http_benchmark(bench_dir, product_ids, options.http_seconds, options.threads)
             report["http_products"] = size
         del strategy, dataset
-
-    report["verdicts"] = verdicts(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
+        save(report, options.markdown, command)  # after every size: a long run keeps what it measured
     print(table(report))
     print("\n".join(report["verdicts"]))
-    if options.markdown:
-        command = "python benchmarks/serving.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_markdown(report, command.strip())
     return report
+
+
+def save(report, markdown: bool, command: str):
+    report["in_process"].sort(key=lambda row: (row["products"], row["events"], row["path"]))
+    report["verdicts"] = verdicts(report)
+    report["commands"] = sorted(set(report.get("commands", [])) | {command.strip()})
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2))
+    if markdown:
+        write_markdown(report, "\n".join(report["commands"]))
 
 
 if __name__ == "__main__":
