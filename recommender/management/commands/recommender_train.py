@@ -1,9 +1,11 @@
 """Train strategies now: in this process (--sync) or on the Celery workers, with progress bars."""
 
+import logging
 import time
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from recommender import training
 from recommender.models import ModelVersion
@@ -32,7 +34,9 @@ class Command(BaseCommand):
         if not keys:
             raise CommandError("No strategy can be trained: none is registered or none imports.")
         started = time.monotonic()
-        summaries = self._train_here(keys, no_progress) if sync else self._train_on_workers(keys, no_progress)
+        # Log lines (e.g. "activated") are printed above the bars instead of through them.
+        with logging_redirect_tqdm(loggers=[logging.getLogger("recommender")]):
+            summaries = self._train_here(keys, no_progress) if sync else self._train_on_workers(keys, no_progress)
         self._print_table(summaries)
         self.stdout.write(f"Total: {time.monotonic() - started:.1f} s")
 
