@@ -118,18 +118,55 @@ class ProfileEncoder:
                 if column not in ("age", "gender", *LOCATION_LEVELS, "language", "birth_year")
                 and users[column].nunique(dropna=True) <= self.max_categories
             ]
-        counts: dict[tuple[str, str], int] = {}
-        for tokens in self.tokens_frame(users):
-            for pair in tokens.items():
-                counts[pair] = counts.get(pair, 0) + 1
-        kept = sorted(pair for pair, count in counts.items() if count >= self.min_count)
+        table = self.token_table(users)
+        kept = []
+        for group in table.columns:
+            counts = table[group].value_counts(dropna=True)
+            kept += [(group, str(value)) for value in counts.index[counts.to_numpy() >= self.min_count]]
+        kept.sort()
         self.vocabulary_ = {pair: position for position, pair in enumerate(kept)}
         self.groups_ = sorted({group for group, _ in kept})
         return self
 
+    def token_table(self, users: pd.DataFrame) -> pd.DataFrame:
+        """The tokens of every user as columns (one per group; missing = None), vectorised.
+
+        Same tokens as ``profile_tokens`` row by row, without a Python loop over users.
+        """
+        frame = users.reset_index()
+        table = {}
+
+        def column(name):
+            return frame[name] if name in frame.columns else pd.Series([None] * len(frame), dtype=object)
+
+        ages = pd.to_numeric(column("age"), errors="coerce").to_numpy(dtype=np.float64)
+        plausible = (ages >= PLAUSIBLE_AGE[0]) & (ages <= PLAUSIBLE_AGE[1])
+        edges = np.array([high for _, high, _ in AGE_BANDS[:-1]], dtype=np.float64)
+        labels = np.array([label for _, _, label in AGE_BANDS], dtype=object)
+        bands = labels[np.digitize(np.nan_to_num(ages, nan=0.0), edges, right=False)]
+        table["age_band"] = np.where(plausible, bands, None)
+        table["gender"] = _clean_column(column("gender"))
+        path = None
+        for level in LOCATION_LEVELS:
+            value = _clean_column(column(level))
+            if path is None:
+                path = value
+            else:
+                known = pd.notna(path) & pd.notna(value)
+                path = np.where(known, pd.Series(path).astype(str) + "/" + pd.Series(value).astype(str), None)
+            table[level] = path
+        for name in self.extra_columns or ():
+            table[name] = _clean_column(column(name))
+        return pd.DataFrame(table, index=users.index).astype(object).where(lambda t: pd.notna(t), None)
+
     def tokens_frame(self, users: pd.DataFrame) -> list[dict[str, str]]:
-        records = users.reset_index().to_dict("records")
-        return [profile_tokens(record, self.extra_columns or ()) for record in records]
+        """``profile_tokens`` of every user, as dicts."""
+        table = self.token_table(users)
+        groups = list(table.columns)
+        return [
+            {group: value for group, value in zip(groups, row) if value is not None}
+            for row in table.itertuples(index=False, name=None)
+        ]
 
     def tokens(self, profile: Mapping) -> dict[str, str]:
         return profile_tokens(profile, self.extra_columns or ())
@@ -140,16 +177,34 @@ class ProfileEncoder:
 
     def transform(self, profiles: Sequence[Mapping] | pd.DataFrame) -> sp.csr_matrix:
         """Encode profiles (dicts or a users frame) as a CSR matrix of 0/1 (float32)."""
-        token_rows = self.tokens_frame(profiles) if isinstance(profiles, pd.DataFrame) else [self.tokens(p) for p in profiles]
+        if isinstance(profiles, pd.DataFrame):
+            return self._transform_table(self.token_table(profiles))
         rows, cols = [], []
-        for row, tokens in enumerate(token_rows):
-            for pair in tokens.items():
+        for row, profile in enumerate(profiles):
+            for pair in self.tokens(profile).items():
                 position = self.vocabulary_.get(pair)
                 if position is not None:
                     rows.append(row)
                     cols.append(position)
         data = np.ones(len(rows), dtype=np.float32)
-        return sp.csr_matrix((data, (rows, cols)), shape=(len(token_rows), self.n_features))
+        return sp.csr_matrix((data, (rows, cols)), shape=(len(profiles), self.n_features))
+
+    def _transform_table(self, table: pd.DataFrame) -> sp.csr_matrix:
+        positions_by_group: dict[str, dict[str, int]] = {}
+        for (group, value), position in self.vocabulary_.items():
+            positions_by_group.setdefault(group, {})[value] = position
+        rows, cols = [], []
+        for group, lookup in positions_by_group.items():
+            if group not in table.columns:
+                continue
+            positions = table[group].map(lookup).to_numpy(dtype=np.float64, na_value=np.nan)
+            found = ~np.isnan(positions)
+            rows.append(np.flatnonzero(found))
+            cols.append(positions[found].astype(np.int64))
+        rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        cols = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+        data = np.ones(len(rows), dtype=np.float32)
+        return sp.csr_matrix((data, (rows, cols)), shape=(len(table), self.n_features))
 
     def get_state(self) -> dict:
         return {
@@ -165,3 +220,10 @@ class ProfileEncoder:
         encoder.vocabulary_ = {(group, value): i for i, (group, value) in enumerate(state["vocabulary"])}
         encoder.groups_ = sorted({group for group, _ in encoder.vocabulary_})
         return encoder
+
+
+def _clean_column(values: pd.Series) -> np.ndarray:
+    """``clean_text`` over a column: each distinct value is cleaned once, then spread back."""
+    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
+    cleaned_uniques = np.array([clean_text(value) for value in uniques] + [None], dtype=object)
+    return cleaned_uniques[codes]  # code -1 (missing) picks the trailing None
