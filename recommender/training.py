@@ -231,6 +231,7 @@ def _reset(version: ModelVersion) -> None:
 
 def _take_over(key: str, version_id: int, task_id: str) -> ModelVersion:
     """Claim a row made by ``start_training`` (e.g. by the command that queued this run)."""
+    cleanup_stale_trainings()
     with transaction.atomic():
         _lock_strategy_rows(key)
         version = ModelVersion.objects.select_for_update().filter(pk=version_id).first()
