@@ -1,0 +1,29 @@
+"""Docs that must match the code: every setting documented, the README's commands real."""
+
+import re
+from pathlib import Path
+
+import pytest
+from django.core.management import get_commands
+
+from recommender.conf import DEFAULTS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_setting_is_in_the_settings_reference():
+    """docs/settings.md has a row for each key of recommender.conf.DEFAULTS."""
+    text = (ROOT / "docs" / "settings.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", text, flags=re.M))
+    missing = sorted(set(DEFAULTS) - documented)
+    assert not missing, f"undocumented settings: {missing}"
+
+
+@pytest.mark.shop  # seed_demo belongs to the demo shop
+def test_readme_names_only_commands_that_exist():
+    """Every `manage.py <command>` in the README and the docs is a real command."""
+    commands = set(get_commands())
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    used = {name for path in texts for name in re.findall(r"manage\.py (\w+)", path.read_text())}
+    assert used, "expected the docs to show management commands"
+    assert used <= commands, f"unknown commands in docs: {sorted(used - commands)}"
