@@ -184,3 +184,45 @@ class ModelVersion(models.Model):
 
     def __str__(self):
         return f"{self.strategy} v{self.pk} ({self.status})"
+
+
+class EvaluationRun(models.Model):
+    """One offline evaluation of a few strategies on the shop's own data, started from the admin."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    params = models.JSONField(default=dict, blank=True)
+    data_counts = models.JSONField(default=dict, blank=True)
+    results = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="")
+    task_id = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"evaluation run {self.pk} ({self.status})"
+
+
+# Entries of the admin's app index for the dashboard and the preview pages (no tables of their
+# own): a proxy's changelist URL is admin/recommender/<name>/, and permissions come for free.
+class Dashboard(ModelVersion):
+    class Meta:
+        proxy = True
+        verbose_name = _("dashboard")
+        verbose_name_plural = _("dashboard")
+
+
+class Preview(ModelVersion):
+    class Meta:
+        proxy = True
+        verbose_name = _("recommendation preview")
+        verbose_name_plural = _("recommendation preview")

@@ -108,3 +108,31 @@ def precompute_chunk_task(self, strategy_key, version_id, user_pks):
     from . import precompute
 
     return precompute.precompute_for_users(strategy_key, version_id, user_pks)
+
+
+# --- admin actions (services: recommender.training, recommender.evaluation_runs) -------------------
+@_training_task()
+def activate_version_task(self, version_id):
+    """Activate a ready version of its strategy (a rollback: no metric guardrail); return its id."""
+    from . import training
+    from .models import ModelVersion
+
+    version = ModelVersion.objects.get(pk=version_id)
+    return training.rollback(version.strategy, to_version_id=version.pk).pk
+
+
+@_training_task()
+def retire_version_task(self, version_id):
+    """Retire a ready or failed version and delete its files; return its id."""
+    from . import training
+
+    return training.retire(version_id).pk
+
+
+@_training_task()
+def run_evaluation_task(self, run_id):
+    """Run a queued offline evaluation of the shop's own data; return the run's status."""
+    from . import evaluation_runs
+
+    run = evaluation_runs.execute(run_id)
+    return None if run is None else run.status

@@ -909,3 +909,27 @@ def run_summary(version: ModelVersion) -> dict:
         "outcome": outcome,
     }
 
+
+
+# --- retiring (the admin's "retire" action) --------------------------------------------------------
+def retire(version_id: int) -> ModelVersion:
+    """Retire a ready or failed version for good: mark it ``retired`` and delete its files.
+
+    The active version is refused (activate or roll back to another one first), and so is a
+    running training. Retiring an already retired version does nothing (safe to run twice).
+    """
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().filter(pk=version_id).first()
+        if version is None:
+            raise ActivationError(f"version {version_id} does not exist")
+        if version.status in (Status.ACTIVE, Status.TRAINING):
+            raise ActivationError(
+                f"{version} is {version.status}: "
+                + ("activate another version or roll back first" if version.status == Status.ACTIVE
+                   else "wait until it finishes")
+            )
+        ModelVersion.objects.filter(pk=version.pk).update(status=Status.RETIRED)
+        version.status = Status.RETIRED
+    if version.artifact_path:
+        artifacts.delete_artifact(version)
+    return version

@@ -1,0 +1,314 @@
+"""Admin screens: the event data, model versions with their actions, evaluation runs, and the
+dashboard and preview pages (entries of the app index, drawn by ``admin_views``).
+
+List pages of the data tables stay fast on millions of rows: ids instead of joins, a paginator
+that counts at most ``CappedCountPaginator.cap`` rows, no full count, and filters whose choices
+come from fixed choices or the newest rows only.
+"""
+
+import json
+
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.template.defaultfilters import filesizeformat
+from django.urls import path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from . import admin_views, evaluation_runs
+from .models import Dashboard, EvaluationRun, Interaction, ModelVersion, Preview, Rating, UserProfile
+from .tasks import activate_version_task, retire_version_task, train_strategy_task
+
+
+# --- big tables ----------------------------------------------------------------------------------
+class CappedCountPaginator(Paginator):
+    """Counts at most ``cap`` rows (``COUNT`` over a ``LIMIT`` subquery), so a list page never
+    scans the whole table; beyond the cap the page links stop at the cap."""
+
+    cap = 10_000
+
+    @cached_property
+    def count(self):
+        return self.object_list[: self.cap].count()
+
+
+class RecentValuesFilter(admin.SimpleListFilter):
+    """Filter on a free-text column; the choices are the values seen in the newest rows only,
+    because ``DISTINCT`` over the whole event log is a full scan."""
+
+    sample_rows = 5000
+
+    def lookups(self, request, model_admin):
+        newest = model_admin.get_queryset(request).order_by("-timestamp").values_list(self.parameter_name, flat=True)
+        values = sorted({value for value in newest[: self.sample_rows] if value})
+        return [(value, value) for value in values]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.parameter_name: self.value()}) if self.value() else queryset
+
+
+class PlacementFilter(RecentValuesFilter):
+    title, parameter_name = _("placement"), "placement"
+
+
+class StrategyFilter(RecentValuesFilter):
+    title, parameter_name = _("strategy"), "strategy"
+
+
+class ArmFilter(RecentValuesFilter):
+    title, parameter_name = _("A/B arm"), "arm"
+
+
+class BigTableAdmin(admin.ModelAdmin):
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
+    list_select_related = False
+    show_facets = admin.ShowFacets.NEVER  # per-choice COUNTs over the whole table
+
+
+@admin.register(UserProfile)
+class UserProfileAdmin(BigTableAdmin):
+    list_display = ("id", "user_id", "visitor_key", "gender", "birth_year", "country", "region", "city",
+                    "language", "personalization_consent", "created_at")
+    list_filter = ("gender", "personalization_consent", "created_at")
+    search_fields = ("=visitor_key", "=user__username", "=country", "=city")
+    date_hierarchy = "created_at"
+    raw_id_fields = ("user",)
+    ordering = ("-created_at",)
+
+
+@admin.register(Rating)
+class RatingAdmin(BigTableAdmin):
+    list_display = ("id", "user_id", "product_id", "score", "created_at", "updated_at")
+    list_filter = ("created_at",)
+    search_fields = ("=user__username",)
+    date_hierarchy = "created_at"
+    raw_id_fields = ("user", "product")
+    ordering = ("-created_at",)
+
+
+@admin.register(Interaction)
+class InteractionAdmin(BigTableAdmin):
+    list_display = ("id", "timestamp", "event", "product_id", "user_id", "visitor_key", "placement", "strategy",
+                    "arm", "value", "dwell_seconds")
+    list_filter = ("event", PlacementFilter, StrategyFilter, ArmFilter, "timestamp")
+    search_fields = ("=visitor_key", "=user__username", "=dedupe_key")
+    date_hierarchy = "timestamp"
+    raw_id_fields = ("user", "product")
+    ordering = ("-timestamp",)
+
+
+# --- model versions --------------------------------------------------------------------------------
+def pretty_json(value):
+    return format_html("<pre style='margin:0;white-space:pre-wrap'>{}</pre>",
+                       json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def queue(model_admin, request, task, args, what):
+    """Queue ``task`` and report: its outcome where it already ran (eager Celery), else its id."""
+    try:
+        result = task.delay(*args)
+    except Exception as exc:  # eager Celery re-raises the task's own error here
+        model_admin.message_user(request, f"{what}: {exc}", messages.ERROR)
+        return
+    if not result.ready():
+        model_admin.message_user(request, f"{what}: queued (task {result.id}).", messages.SUCCESS)
+    elif result.successful():
+        model_admin.message_user(request, f"{what}: done ({admin_views.describe_result(result.result)}).",
+                                 messages.SUCCESS)
+    else:
+        model_admin.message_user(request, f"{what}: {result.result}", messages.ERROR)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ("id", "strategy", "status", "stage", "progress_percent", "key_metric", "artifact_size",
+                    "created_at", "finished_at", "activated_at")
+    list_filter = ("status", "strategy")
+    list_per_page = 50
+    actions = ("retrain_strategy", "activate_version", "retire_versions")
+    change_form_template = "admin/recommender/modelversion/change_form.html"
+    VERSION_BUTTONS = (("retrain_strategy", _("Retrain this strategy")),
+                       ("activate_version", _("Activate (roll back to) this version")),
+                       ("retire_versions", _("Retire")))
+    fieldsets = (
+        (None, {"fields": ("strategy", "status", "stage", "progress_percent", "task_id")}),
+        (_("Offline metrics"), {"fields": ("key_metric", "metrics_json")}),
+        (_("Data and parameters"), {"fields": ("data_counts_json", "params_json")}),
+        (_("Artifact"), {"fields": ("artifact_path", "checksum", "artifact_size")}),
+        (_("Timings"), {"fields": ("created_at", "finished_at", "activated_at", "timings_json")}),
+        (_("Error"), {"fields": ("error_text",)}),
+    )
+    readonly_fields = ("strategy", "status", "stage", "progress_percent", "task_id", "key_metric", "metrics_json",
+                       "data_counts_json", "params_json", "artifact_path", "checksum", "artifact_size",
+                       "created_at", "finished_at", "activated_at", "timings_json", "error_text")
+
+    def has_add_permission(self, request):
+        return False  # versions are made by training, never by hand
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # "retire" deletes the files and keeps the record
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "version_actions": self.VERSION_BUTTONS, "show_save": False, "show_save_and_continue": False,
+                         "show_save_and_add_another": False, "show_delete": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description=_("progress"))
+    def progress_percent(self, version):
+        return f"{version.progress:.0%}"
+
+    @admin.display(description=_("NDCG@10 (new users)"))
+    def key_metric(self, version):
+        value = (version.metrics or {}).get("key_value")
+        return "—" if value is None else f"{value:.4f}"
+
+    @admin.display(description=_("artifact size"))
+    def artifact_size(self, version):
+        return "—" if version.artifact_bytes is None else filesizeformat(version.artifact_bytes)
+
+    @admin.display(description=_("metrics"))
+    def metrics_json(self, version):
+        return pretty_json(version.metrics)
+
+    @admin.display(description=_("data counts"))
+    def data_counts_json(self, version):
+        return pretty_json(version.data_counts)
+
+    @admin.display(description=_("params"))
+    def params_json(self, version):
+        return pretty_json(version.params)
+
+    @admin.display(description=_("timings"))
+    def timings_json(self, version):
+        return pretty_json(version.timings)
+
+    @admin.display(description=_("error"))
+    def error_text(self, version):
+        return format_html("<pre style='margin:0;white-space:pre-wrap'>{}</pre>", version.error) if version.error else "—"
+
+    @admin.action(description=_("Retrain the strategies of the selected versions"), permissions=["change"])
+    def retrain_strategy(self, request, queryset):
+        for key in sorted(set(queryset.values_list("strategy", flat=True))):
+            queue(self, request, train_strategy_task, (key,), f"Retraining {key}")
+
+    @admin.action(description=_("Activate the selected version (roll back to it)"), permissions=["change"])
+    def activate_version(self, request, queryset):
+        chosen = list(queryset.order_by("strategy", "-created_at"))
+        strategies = [version.strategy for version in chosen]
+        if len(set(strategies)) != len(strategies):
+            self.message_user(request, "Select at most one version per strategy to activate.", messages.ERROR)
+            return
+        for version in chosen:
+            queue(self, request, activate_version_task, (version.pk,), f"Activating {version.strategy} v{version.pk}")
+
+    @admin.action(description=_("Retire the selected versions (delete their files)"), permissions=["change"])
+    def retire_versions(self, request, queryset):
+        for version in queryset.order_by("pk"):
+            queue(self, request, retire_version_task, (version.pk,), f"Retiring {version.strategy} v{version.pk}")
+
+
+# --- evaluation runs -------------------------------------------------------------------------------
+@admin.register(EvaluationRun)
+class EvaluationRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "status", "strategies", "folds", "created_at", "finished_at")
+    list_filter = ("status",)
+    list_per_page = 50
+    fields = ("status", "params_json", "data_counts_json", "created_at", "started_at", "finished_at",
+              "results_table", "results_chart", "error_text")
+    readonly_fields = fields
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a run is a record; its detail page is read-only
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return admin_views.start_evaluation(self, request)
+
+    def get_urls(self):
+        chart = path("<int:run_id>/chart.png", self.admin_site.admin_view(self.chart_view),
+                     name="recommender_evaluationrun_chart")
+        return [chart, *super().get_urls()]
+
+    def chart_view(self, request, run_id):
+        return admin_views.evaluation_chart(self, request, run_id)
+
+    @admin.display(description=_("strategies"))
+    def strategies(self, run):
+        return ", ".join(run.params.get("strategies", []))
+
+    @admin.display(description=_("folds"))
+    def folds(self, run):
+        return run.params.get("folds")
+
+    @admin.display(description=_("params"))
+    def params_json(self, run):
+        return pretty_json(run.params)
+
+    @admin.display(description=_("data counts"))
+    def data_counts_json(self, run):
+        return pretty_json(run.data_counts)
+
+    @admin.display(description=_("error"))
+    def error_text(self, run):
+        return format_html("<pre style='margin:0;white-space:pre-wrap'>{}</pre>", run.error) if run.error else "—"
+
+    @admin.display(description=_("results (all users)"))
+    def results_table(self, run):
+        rows = evaluation_runs.headline(run)
+        if not rows:
+            return "—"
+        columns = ("strategy", "reveal", "ndcg", "recall", "precision", "hr", "mrr", "coverage", "users",
+                   "fit_seconds")
+        header = format_html_join("", "<th>{}</th>", ((name,) for name in columns))
+        body = format_html_join("", "<tr>{}</tr>", (
+            (format_html_join("", "<td>{}</td>", ((admin_views.cell(row.get(name)),) for name in columns)),)
+            for row in rows
+        ))
+        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", header, body)
+
+    @admin.display(description=_("chart"))
+    def results_chart(self, run):
+        if run.status != EvaluationRun.Status.DONE:
+            return "—"
+        url = reverse(f"{self.admin_site.name}:recommender_evaluationrun_chart", args=[run.pk])
+        return format_html('<img src="{}" alt="NDCG@10 per strategy and reveal" style="max-width:100%">', url)
+
+
+# --- dashboard and preview (app index entries) -----------------------------------------------------
+class PageAdmin(admin.ModelAdmin):
+    """A page of its own under the app index: no add, change or delete, staff who may view versions."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff and request.user.has_perm(
+            "recommender.view_modelversion")
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(PageAdmin):
+    def changelist_view(self, request, extra_context=None):
+        return admin_views.dashboard(self, request)
+
+    def get_urls(self):
+        chart = path("chart/<slug:name>.png", self.admin_site.admin_view(self.chart_view),
+                     name="recommender_dashboard_chart")
+        return [chart, *super().get_urls()]
+
+    def chart_view(self, request, name):
+        return admin_views.dashboard_chart(self, request, name)
+
+
+@admin.register(Preview)
+class PreviewAdmin(PageAdmin):
+    def changelist_view(self, request, extra_context=None):
+        return admin_views.preview(self, request)

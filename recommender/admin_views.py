@@ -1,0 +1,170 @@
+"""The admin's own pages: dashboard (+ its charts), preview, starting an evaluation run (+ its chart).
+
+Thin views: the figures come from ``reports``, ``preview`` and ``evaluation_runs``, the images
+from ``charts``. Each is called by a ``ModelAdmin`` of ``admin.py`` (inside ``admin_view``,
+so staff login is checked there; the per-page permission is checked here).
+"""
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+
+from . import charts, evaluation_runs, preview as previews, reports
+from .models import EvaluationRun, Gender
+from .strategies import registry
+
+CHART_NAMES = ("offline", "volume", "ctr-strategy", "ctr-arm", "ctr-placement")
+CTR_GROUPS = {"ctr-strategy": ("strategy",), "ctr-arm": ("strategy", "arm"), "ctr-placement": ("placement",)}
+
+
+def _context(model_admin, request, title, **extra):
+    return {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "title": title,
+            "app_label": model_admin.model._meta.app_label, **extra}
+
+
+def _require_view(model_admin, request, obj=None):
+    if not model_admin.has_view_permission(request, obj):
+        raise PermissionDenied
+
+
+def cell(value):
+    """A table cell: floats to four decimals, None as a dash."""
+    if value is None:
+        return "—"
+    return f"{value:.4f}" if isinstance(value, float) else value
+
+
+def describe_result(result):
+    """A task's return value in a message: a training summary's outcome, else the value."""
+    if isinstance(result, dict) and "outcome" in result:
+        return f"v{result.get('version')}: {result['outcome']}"
+    return f"version {result}" if isinstance(result, int) else str(result)
+
+
+def _png(data: bytes) -> HttpResponse:
+    response = HttpResponse(data, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=60"
+    return response
+
+
+# --- dashboard -------------------------------------------------------------------------------------
+def dashboard(model_admin, request):
+    _require_view(model_admin, request)
+    now = timezone.now()
+    statuses = [(status, status.age(now)) for status in reports.strategy_statuses()]
+    return TemplateResponse(request, "admin/recommender/dashboard.html", _context(
+        model_admin, request, "Recommendations dashboard",
+        statuses=statuses, window_days=reports.WINDOW_DAYS,
+        ctr_rows=reports.click_through(now=now),
+        ctr_by_arm=reports.click_through(now=now, by=("strategy", "arm")),
+        chart_names=CHART_NAMES,
+    ))
+
+
+def dashboard_chart(model_admin, request, name):
+    _require_view(model_admin, request)
+    if name == "offline":
+        metrics = reports.offline_metrics()
+        series = {f"{key}: {label}": ([point["created_at"] for point in points], [point[label] for point in points])
+                  for key, points in metrics.items() for label, _, _ in reports.OFFLINE_SERIES}
+        return _png(charts.lines(series, "Offline NDCG@10 of new users, per version (by training time)", "NDCG@10",
+                                 empty_message="No evaluated version yet", dates=True))
+    if name == "volume":
+        per_event = reports.events_per_day()
+        series = {event: (list(days), list(days.values())) for event, days in sorted(per_event.items())}
+        return _png(charts.lines(series, f"Events per day, last {reports.WINDOW_DAYS} days", "events",
+                                 markers=False, dates=True))
+    if name in CTR_GROUPS:
+        rows = reports.click_through(by=CTR_GROUPS[name])
+        return _png(charts.intervals(
+            [row.label for row in rows], [row.ctr for row in rows], [row.low for row in rows],
+            [row.high for row in rows], f"Click-through by {' and '.join(CTR_GROUPS[name])}, 95% Wilson interval",
+            "clicks / impressions", empty_message="No impressions recorded in the window"))
+    raise Http404(f"No chart named {name!r}")
+
+
+# --- preview ---------------------------------------------------------------------------------------
+class PreviewForm(forms.Form):
+    user_id = forms.CharField(required=False, label="User id",
+                              help_text="A customer's account id; leave empty to describe a new visitor below.")
+    age = forms.IntegerField(required=False, min_value=0, max_value=120)
+    gender = forms.ChoiceField(required=False, choices=Gender.choices)
+    country = forms.CharField(required=False, max_length=64)
+    city = forms.CharField(required=False, max_length=64)
+    product_ids = forms.CharField(required=False, label="Recent products",
+                                  help_text="Product ids the visitor viewed, oldest first, separated by commas.")
+    k = forms.IntegerField(initial=10, min_value=1, max_value=50, label="Top k")
+
+    def product_id_list(self):
+        return [part.strip() for part in self.cleaned_data["product_ids"].split(",") if part.strip()]
+
+
+def preview(model_admin, request):
+    _require_view(model_admin, request)
+    form = PreviewForm(request.POST or None, initial={"k": 10})
+    result = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            if data["user_id"]:
+                context = previews.context_for_user(data["user_id"])
+            else:
+                context = previews.context_for_visitor(
+                    {"age": data["age"], "gender": data["gender"], "country": data["country"], "city": data["city"]},
+                    form.product_id_list())
+        except previews.PreviewError as exc:
+            form.add_error(None, str(exc))
+        else:
+            result = previews.build_preview(context, k=data["k"])
+    return TemplateResponse(request, "admin/recommender/preview.html", _context(
+        model_admin, request, "Recommendation preview", form=form, result=result))
+
+
+# --- evaluation runs -------------------------------------------------------------------------------
+class EvaluationRunForm(forms.Form):
+    strategies = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
+    folds = forms.TypedChoiceField(coerce=int, choices=[(n, n) for n in evaluation_runs.FOLD_CHOICES], initial=3)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["strategies"].choices = [(key, key) for key in registry.available_keys()]
+        self.fields["strategies"].initial = [key for key in evaluation_runs.DEFAULT_STRATEGIES
+                                             if key in registry.available_keys()]
+
+
+def start_evaluation(model_admin, request):
+    if not model_admin.has_add_permission(request):
+        raise PermissionDenied
+    form = EvaluationRunForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = evaluation_runs.start(form.cleaned_data["strategies"], folds=form.cleaned_data["folds"])
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            run.refresh_from_db()
+            model_admin.message_user(request, f"Evaluation run {run.pk}: {run.get_status_display().lower()}.",
+                                     messages.ERROR if run.status == EvaluationRun.Status.FAILED else messages.SUCCESS)
+            return HttpResponseRedirect(reverse(f"{model_admin.admin_site.name}:recommender_evaluationrun_change",
+                                                args=[run.pk]))
+    return TemplateResponse(request, "admin/recommender/evaluationrun/start.html", _context(
+        model_admin, request, "Start an offline evaluation", form=form,
+        reveals=evaluation_runs.DEFAULT_REVEALS, k=evaluation_runs.K))
+
+
+def evaluation_chart(model_admin, request, run_id):
+    run = EvaluationRun.objects.filter(pk=run_id).first()
+    if run is None:
+        raise Http404(f"No evaluation run {run_id}")
+    _require_view(model_admin, request, run)
+    rows = evaluation_runs.headline(run)
+    strategies = list(dict.fromkeys(row["strategy"] for row in rows))
+    reveals = list(dict.fromkeys(row["reveal"] for row in rows))
+    value = {(row["strategy"], row["reveal"]): row["ndcg"] for row in rows}
+    series = {f"{reveal} events revealed": [value.get((key, reveal)) for key in strategies] for reveal in reveals}
+    return _png(charts.grouped_bars(strategies, series, f"Evaluation run {run.pk}: NDCG@{run.params.get('k')} of new users",
+                                    "NDCG", empty_message="No results (yet)"))
