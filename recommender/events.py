@@ -4,6 +4,11 @@ The DRF endpoint (and so the JS beacon), the cart and order signal receivers and
 task all call ``record``. It validates the whole batch before writing anything and then writes
 it in one transaction: a batch is stored entirely or not at all.
 
+A product page is one view even though two parts report it: the page view the server records
+(it works without JavaScript) and the beacon's dwell report when the page is left. A dwell
+report (a "view" with ``dwell_only``) gives its time to the visitor's latest view of that
+product that has none, and becomes a view of its own only when there is no such view.
+
 Anonymous visitors are tracked by a stable id kept in their session (``visitor_key_for``); when
 they sign up or log in, ``merge_visitor_into_user`` moves their events and profile to the
 account.
@@ -33,6 +38,9 @@ VISITOR_KEY_MAX_LENGTH = 64
 PROFILE_MERGE_FIELDS = ("birth_year", "gender", "country", "region", "city", "language")
 # Computed once: EventType.values builds a new list on every access.
 EVENT_TYPES = frozenset(EventType.values)
+# A dwell report joins a view recorded at most this long before the dwell began (report time
+# minus dwell): the page's render, the beacon's send delay and some clock skew fit in it.
+DWELL_VIEW_SLACK_SECONDS = 300
 
 
 class EventValidationError(ValueError):
@@ -181,6 +189,14 @@ def _clean_label(value, now):
     return value
 
 
+def _clean_flag(value, now):
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _Invalid(f"must be true or false, not {_shown(value)}")
+    return value
+
+
 def _clean_context(value, now):
     if value is None:
         return {}
@@ -207,6 +223,7 @@ FIELD_CLEANERS = {
     "strategy": _clean_label,
     "arm": _clean_label,
     "context": _clean_context,
+    "dwell_only": _clean_flag,
 }
 
 
@@ -227,6 +244,8 @@ def _clean_event(event, now):
             problems.append((name, str(exc)))
     if row.get("event") == EventType.RATING and "value" in row and row["value"] is None:
         problems.append(("value", "required for a rating: the score"))
+    if row.get("dwell_only") and (row.get("event") != EventType.VIEW or row.get("dwell_seconds") is None):
+        problems.append(("dwell_only", "only for a 'view' with dwell_seconds (the time spent on the page)"))
     return row, problems
 
 
@@ -303,8 +322,9 @@ def record(events, *, user=None, visitor_key="", batch_key=None):
 
     ``events`` are mappings with ``product`` (id or instance), ``event`` (an ``EventType``) and
     optionally ``value`` (required for ratings), ``dwell_seconds``, ``timestamp`` (ISO 8601,
-    epoch seconds or datetime; default now), ``placement``, ``strategy``, ``arm`` and a small
-    ``context`` dict. The events belong to ``user`` when signed in, else to ``visitor_key``.
+    epoch seconds or datetime; default now), ``placement``, ``strategy``, ``arm``, a small
+    ``context`` dict and ``dwell_only`` (see the module docstring). The events belong to
+    ``user`` when signed in, else to ``visitor_key``.
 
     ``batch_key`` is the client's idempotency key: a batch retried with the same key is stored
     once, and the rows of the first attempt are returned. Raises ``EventValidationError`` and
@@ -312,6 +332,7 @@ def record(events, *, user=None, visitor_key="", batch_key=None):
     """
     owner = _owner(user, visitor_key)
     rows = clean_batch(events, batch_key)
+    dwell_reports = {index for index, row in enumerate(rows) if row.pop("dwell_only")}
     interactions = [
         Interaction(
             **owner,
@@ -322,28 +343,73 @@ def record(events, *, user=None, visitor_key="", batch_key=None):
         for index, row in enumerate(rows)
     ]
     with transaction.atomic():
-        stored = _insert(interactions, batch_key)
+        stored = _insert(interactions, batch_key, dwell_reports)
         if owner["user"] is not None:
             ratings = [row for row in stored if row.event == EventType.RATING and row.user_id == owner["user"].pk]
             _upsert_ratings(owner["user"], ratings)
     return stored
 
 
-def _insert(interactions, batch_key):
-    if batch_key is None:
-        return Interaction.objects.bulk_create(interactions)
+def _insert(interactions, batch_key, dwell_reports):
+    """Store the batch (dwell reports join their views); return the stored rows in batch order."""
     keys = [interaction.dedupe_key for interaction in interactions]
-    # A retried batch finds its first attempt here and inserts nothing.
-    stored = Interaction.objects.in_bulk(keys, field_name="dedupe_key")
-    missing = [interaction for interaction in interactions if interaction.dedupe_key not in stored]
+    # A retried batch finds its first attempt here and stores nothing again.
+    stored = {} if batch_key is None else Interaction.objects.in_bulk(keys, field_name="dedupe_key")
+    pending = [index for index, key in enumerate(keys) if key is None or key not in stored]
+    joined = _join_dwell_reports([interactions[index] for index in pending if index in dwell_reports])
+    fresh = [interactions[index] for index in pending if id(interactions[index]) not in joined]
     try:
         with transaction.atomic():
-            stored.update((interaction.dedupe_key, interaction) for interaction in Interaction.objects.bulk_create(missing))
+            Interaction.objects.bulk_create(fresh)
     except IntegrityError:
+        if batch_key is None:
+            raise
         # The same batch is being stored concurrently (a retry racing its first attempt): keep theirs.
-        Interaction.objects.bulk_create(missing, ignore_conflicts=True)
+        Interaction.objects.bulk_create(fresh, ignore_conflicts=True)
         stored = Interaction.objects.in_bulk(keys, field_name="dedupe_key")
-    return [stored[key] for key in keys if key in stored]
+        return [stored[key] for key in keys if key in stored]
+    return [stored.get(interaction.dedupe_key) or joined.get(id(interaction)) or interaction
+            for interaction in interactions]
+
+
+def _join_dwell_reports(reports):
+    """Give each dwell report's time to the owner's latest dwell-less view of its product.
+
+    Returns {id(report): the view it joined}; a report without such a view is left to be
+    stored as a view itself. Candidates are views the server recorded (no batch key): the
+    report takes over its batch key, so a retried batch finds it. One query and one update for
+    the batch.
+    """
+    if not reports:
+        return {}
+    first = reports[0]  # all events of a batch have the same owner
+    owner = {"user_id": first.user_id} if first.user_id is not None else {
+        "user__isnull": True, "visitor_key": first.visitor_key}
+    slack = datetime.timedelta(seconds=DWELL_VIEW_SLACK_SECONDS)
+
+    def earliest(report):
+        return report.timestamp - datetime.timedelta(seconds=report.dwell_seconds) - slack
+
+    candidates = list(
+        Interaction.objects.select_for_update()
+        .filter(**owner, event=EventType.VIEW, dwell_seconds__isnull=True, dedupe_key__isnull=True,
+                product_id__in={report.product_id for report in reports},
+                timestamp__gte=min(map(earliest, reports)),
+                timestamp__lte=max(report.timestamp for report in reports))
+        .order_by("-timestamp", "-pk")
+    )
+    joined = {}
+    for report in reports:
+        view = next((view for view in candidates if view.product_id == report.product_id
+                     and earliest(report) <= view.timestamp <= report.timestamp), None)
+        if view is None:
+            continue
+        candidates.remove(view)
+        view.dwell_seconds, view.dedupe_key = report.dwell_seconds, report.dedupe_key
+        joined[id(report)] = view
+    if joined:
+        Interaction.objects.bulk_update(list(joined.values()), ["dwell_seconds", "dedupe_key"])
+    return joined
 
 
 def _upsert_ratings(user, rating_events):

@@ -1,9 +1,15 @@
-"""URLs for the beacon's browser test: a page marked up as the beacon's header documents."""
+"""URLs for the beacon's browser test: a page marked up as the beacon's header documents.
+
+Like the demo shop's product page, the page records its own view when rendered; the beacon's
+dwell report then joins that view.
+"""
 
 from django.contrib.staticfiles import finders
 from django.http import HttpResponse
 from django.urls import include, path
 from django.utils.html import escape
+
+from recommender import events
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>beacon test</title></head>
 <body data-rec-view-item="{viewed}" style="margin:0">
@@ -26,6 +32,7 @@ def item(product_id):
 def page(request):
     visible = request.GET["visible"].split(",")
     hidden = request.GET["hidden"].split(",")
+    events.record_for_request(request, [{"product": request.GET["viewed"], "event": "view"}])
     html = PAGE.format(
         viewed=escape(request.GET["viewed"]),
         visible="".join(item(product_id) for product_id in visible),

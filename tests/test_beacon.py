@@ -17,7 +17,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.mark.urls("tests.beacon_urls")
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (make browser-deps)")
 def test_beacon_sends_impressions_clicks_and_dwell(live_server, transactional_db):
-    """Visible items send impressions with placement context, a click is sent at once, leaving sends the view's dwell."""
+    """Visible items send impressions with placement context, a click is sent at once, leaving adds the dwell to the page's view."""
     visible = [str(make_product().pk) for _ in range(3)]
     hidden = str(make_product().pk)
     viewed = str(make_product().pk)
@@ -34,7 +34,7 @@ def test_beacon_sends_impressions_clicks_and_dwell(live_server, transactional_db
     assert sorted(event.context["position"] for event in impressions) == [1, 2, 3]
     [click] = [event for event in events if event.event == "click"]
     assert (str(click.product_id), click.context) == (visible[1], {"position": 2})
-    [view] = [event for event in events if event.event == "view"]
+    [view] = [event for event in events if event.event == "view"]  # the server's view, with the beacon's dwell
     assert str(view.product_id) == viewed
     assert 1.0 <= view.dwell_seconds <= 2.5
     assert len({event.visitor_key for event in events}) == 1

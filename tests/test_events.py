@@ -284,3 +284,65 @@ def test_recent_events_newest_first_without_impressions(products, user):
     assert len(events.recent_events(visitor_key="anon", event_types=["impression"])) == 2
     assert events.recent_events(user=user) == []
     assert events.recent_events() == []
+
+
+def test_page_view_and_dwell_report_are_one_view(products, user):
+    """A server-recorded page view plus the beacon's dwell report store one view carrying the dwell."""
+    request = make_request()
+    request.user = user
+    [page_view] = events.record_for_request(request, [{"product": products[0], "event": "view"}])
+    [reported] = events.record_for_request(
+        request, [{"product": str(products[0].pk), "event": "view", "dwell_seconds": 12.5, "dwell_only": True}],
+        batch_key="beacon-1",
+    )
+    assert reported.pk == page_view.pk
+    assert list(Interaction.objects.values_list("event", "dwell_seconds")) == [("view", 12.5)]
+    # A retried dwell batch finds the view it joined and stores nothing more.
+    events.record_for_request(
+        request, [{"product": str(products[0].pk), "event": "view", "dwell_seconds": 12.5, "dwell_only": True}],
+        batch_key="beacon-1",
+    )
+    assert Interaction.objects.count() == 1
+
+
+def test_dwell_report_without_a_view_becomes_a_view(products):
+    """A dwell report with no dwell-less view of the product (or only an old one) is stored as a view."""
+    old = timezone.now() - datetime.timedelta(hours=3)
+    record([{"product": products[0].pk, "event": "view", "timestamp": old}], visitor_key="v")
+    record([{"product": products[1].pk, "event": "view"}], visitor_key="someone-else")
+    [stored] = record([{"product": products[0].pk, "event": "view", "dwell_seconds": 30, "dwell_only": True},
+                       ], visitor_key="v")
+    assert (stored.event, stored.dwell_seconds) == ("view", 30)
+    assert Interaction.objects.filter(visitor_key="v", event="view").count() == 2
+    [other] = record([{"product": products[1].pk, "event": "view", "dwell_seconds": 5, "dwell_only": True}],
+                     visitor_key="v")
+    assert other.visitor_key == "v" and Interaction.objects.filter(dwell_seconds=5).count() == 1
+    assert Interaction.objects.get(visitor_key="someone-else").dwell_seconds is None
+
+
+def test_dwell_reports_of_a_batch_join_their_views_with_one_query(products):
+    """Two page views and their dwell reports in one batch: each view gets its own dwell, one query to find them."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    record([{"product": products[0].pk, "event": "view"}, {"product": products[1].pk, "event": "view"}],
+           visitor_key="v")
+    batch = [{"product": products[1].pk, "event": "view", "dwell_seconds": 8, "dwell_only": True},
+             {"product": products[0].pk, "event": "view", "dwell_seconds": 3, "dwell_only": True}]
+    events.clean_batch([])  # warm the adapter cache so only the batch's own queries are counted
+    with CaptureQueriesContext(connection) as captured:
+        record(batch, visitor_key="v")
+    statements = [query["sql"].split()[0].upper() for query in captured.captured_queries
+                  if "SAVEPOINT" not in query["sql"].upper()]
+    # The products exist (1), the views to join (1), their new dwell (1); nothing inserted.
+    assert statements == ["SELECT", "SELECT", "UPDATE"]
+    stored = dict(Interaction.objects.values_list("product_id", "dwell_seconds"))
+    assert stored == {products[0].pk: 3, products[1].pk: 8}
+
+
+def test_dwell_only_needs_a_view_with_dwell_seconds(products):
+    """dwell_only on another event, without dwell_seconds, or not a boolean is refused."""
+    errors = refused([{"product": products[0].pk, "event": "click", "dwell_only": True},
+                      {"product": products[0].pk, "event": "view", "dwell_only": True},
+                      {"product": products[0].pk, "event": "view", "dwell_seconds": 3, "dwell_only": "yes"}])
+    assert list(errors) == [(0, "dwell_only"), (1, "dwell_only"), (2, "dwell_only")]

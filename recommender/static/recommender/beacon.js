@@ -20,9 +20,11 @@
  *       are picked up too.
  *
  *   <body data-rec-view-item="42">          (or any element on a product page)
- *       Sends one "view" of that product with dwell_seconds: the time the page was visible,
- *       measured until it is first hidden or left (visibilitychange / pagehide). The server
- *       should therefore not record its own view event for the same page.
+ *       Sends the page's dwell time: a "view" of that product with dwell_seconds (the time the
+ *       page was visible, until it is first hidden or left: visibilitychange / pagehide) and
+ *       dwell_only: true. The server adds that time to the view it recorded when it rendered
+ *       the page (which counts visitors without JavaScript too), so a page is one view; only
+ *       when there is no such view does the report become a view of its own.
  *
  * Sending: events are batched (at most 50 per request) and POSTed as
  * {"batch_id": ..., "events": [...]} with fetch(..., {keepalive: true}) so a batch survives the
@@ -146,7 +148,7 @@
     // Capped at the server's default MAX_DWELL_SECONDS (6 h): a tab left open overnight is not
     // interest, and an out-of-range value would get the whole batch refused.
     var dwellSeconds = Math.min(Math.round(dwellMs / 100) / 10, 6 * 60 * 60);
-    track({ product: viewed, event: "view", dwell_seconds: dwellSeconds });
+    track({ product: viewed, event: "view", dwell_seconds: dwellSeconds, dwell_only: true });
   }
 
   document.addEventListener("visibilitychange", function () {
