@@ -124,8 +124,8 @@ def queue(model_admin, request, task, args, what):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("id", "strategy", "status", "stage", "progress_percent", "key_metric", "artifact_size",
-                    "created_at", "finished_at", "activated_at")
+    list_display = ("id", "strategy", "status", "stage_progress", "key_metric", "artifact_size", "created_at",
+                    "activated_at")
     list_filter = ("status", "strategy")
     list_per_page = 50
     actions = ("retrain_strategy", "activate_version", "retire_versions")
@@ -159,6 +159,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description=_("progress"))
     def progress_percent(self, version):
         return f"{version.progress:.0%}"
+
+    @admin.display(description=_("stage"))
+    def stage_progress(self, version):
+        return version.stage if version.status != ModelVersion.Status.TRAINING else f"{version.stage} ({version.progress:.0%})"
 
     @admin.display(description=_("NDCG@10 (new users)"))
     def key_metric(self, version):

@@ -201,8 +201,10 @@ def test_activating_two_versions_of_one_strategy_is_refused(shop, staff_client, 
 def test_dashboard_shows_freshness_and_click_through_per_arm(shop, staff_client):
     """The dashboard lists the active version and each arm's click-through with its interval."""
     response = staff_client.get(reverse("admin:recommender_dashboard_changelist"))
-    page = response.content.decode()
-    assert f"v{shop['version'].pk}" in page and "ago" in page
+    statuses = {status.strategy: (status, age) for status, age in response.context["statuses"]}
+    assert statuses["popularity"][0].active_version == shop["version"].pk
+    assert statuses["popularity"][1].total_seconds() < 600
+    assert f">v{shop['version'].pk}<" in response.content.decode()
     by_arm = {row.arm: row for row in response.context["ctr_by_arm"]}
     assert by_arm["hybrid"].impressions == 40 and by_arm["hybrid"].clicks == 10
     assert by_arm["hybrid"].low < 0.25 < by_arm["hybrid"].high
