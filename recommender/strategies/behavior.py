@@ -68,14 +68,15 @@ class BehaviorStrategy(Strategy):
         "tfidf_analyzer": "char_wb",
         "epochs": 10,
         "patience": 2,
-        "batch_size": 128,
+        "batch_size": 256,
         "learning_rate": 3e-3,
         "negatives": 512,
         "id_dropout": 0.2,
         "profile_dropout": 0.25,
         "validation_share": 0.1,
         "max_validation_users": 2000,
-        "threads": 2,
+        # One thread: on a shared 2-core machine a second OpenMP thread spin-waits for a core.
+        "threads": 1,
     }
 
     def __init__(self, **params):
@@ -95,8 +96,8 @@ class BehaviorStrategy(Strategy):
     # --- training ------------------------------------------------------------------------------
     def _fit(self, dataset: Dataset) -> None:
         params = self.params
-        self.text_model = _TextVectors.fit(dataset.item_text(), params, self.seed)
-        self.content = self.text_model.transform(dataset.item_text())
+        texts = dataset.item_text()
+        self.text_model, self.content = _TextVectors.fit(texts, params, self.seed)
         mask = (dataset.event_weights() > 0) & (dataset.item_codes >= 0)
         self.item_counts = np.bincount(dataset.item_codes[mask], minlength=dataset.n_items).astype(np.float64)
         # Id row 0 is the shared zero row of items without training interactions.
@@ -284,10 +285,12 @@ class _TextVectors:
         self.components = components
 
     @classmethod
-    def fit(cls, texts: list[str], params: dict, seed: int) -> "_TextVectors":
+    def fit(cls, texts: list[str], params: dict, seed: int) -> tuple["_TextVectors", np.ndarray]:
+        """The fitted text model and the vectors of ``texts`` (TF-IDF counted once, not twice)."""
         if params["text_encoder"] == "minilm":
             if _minilm_embedder() is not None:
-                return cls("minilm", params)
+                model = cls("minilm", params)
+                return model, model.transform(texts)
             logger.warning("behavior: the sentence model is not available; using TF-IDF item vectors")
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -300,13 +303,18 @@ class _TextVectors:
         n_components = max(1, min(int(params["content_dim"]), matrix.shape[1] - 1, matrix.shape[0] - 1))
         svd = TruncatedSVD(n_components=n_components, random_state=seed).fit(matrix)
         vocabulary = np.array(sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get), dtype=str)
-        return cls("tfidf", params, vocabulary, vectorizer.idf_.astype(np.float32), svd.components_.astype(np.float32))
+        model = cls("tfidf", params, vocabulary, vectorizer.idf_.astype(np.float32), svd.components_.astype(np.float32))
+        return model, model._unit_rows(np.asarray(matrix @ model.components.T, dtype=np.float32))
 
     def transform(self, texts: list[str]) -> np.ndarray:
         if self.kind == "minilm":
             vectors = np.asarray(_minilm_embedder()(texts), dtype=np.float32)
         else:
             vectors = np.asarray(self._tfidf(texts) @ self.components.T, dtype=np.float32)
+        return self._unit_rows(vectors)
+
+    @staticmethod
+    def _unit_rows(vectors: np.ndarray) -> np.ndarray:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
