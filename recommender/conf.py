@@ -64,6 +64,10 @@ DEFAULTS = {
     "AB_TEST": None,
     # Products shown to a new visitor to pick from ("Tell us what you like").
     "ONBOARDING_SIZE": 10,
+    # Rate limits per signed-in user (else per client address), "<n>/<second|minute|hour|day>"
+    # or None for none; over the limit the API answers 429 with Retry-After.
+    "EVENTS_THROTTLE_RATE": "1200/minute",
+    "RECOMMENDATIONS_THROTTLE_RATE": "1200/minute",
     # --- Training and artifacts.
     "ARTIFACT_STORAGE": None,  # None: default storage; else a STORAGES alias
     "ARTIFACT_PREFIX": "recommender/models",

@@ -93,3 +93,33 @@ def test_augment_named_segment_and_count(planted, fitted):
     assert set(augmented.users.loc[virtual, "gender"]) == {"m"}
     with pytest.raises(ValueError, match="no active users"):
         fitted.augment(planted, segments=[("x", "65+")], n_per_segment=1)
+
+
+def test_time_budget_stops_training_after_the_step_that_crosses_it(planted):
+    """max_seconds=0 trains one step, says so in history, and still scores every item finitely."""
+    from recommender.strategies.generative import GenerativeStrategy
+
+    strategy = GenerativeStrategy(**{**TINY, "max_seconds": 0}).fit(planted)
+    assert strategy.history["steps"] == 1 and strategy.history["stopped_by_budget"] is True
+    assert np.isfinite(strategy.score(Context())).all()
+
+
+def test_capped_vocabulary_keeps_the_most_chosen_items_and_ranks_the_rest_last(planted):
+    """max_vocabulary keeps the most chosen items; every other item scores below all of them."""
+    from recommender.strategies.generative import GenerativeStrategy
+
+    strategy = GenerativeStrategy(**{**TINY, "epochs": 2, "max_vocabulary": 10}).fit(planted)
+    counts = np.bincount(planted.item_codes, minlength=planted.n_items)
+    assert len(strategy.vocabulary_positions) == 10
+    assert counts[strategy.vocabulary_positions].min() >= np.sort(counts)[-10]
+    scores = strategy.score(Context(profile=planted.meta["segment_profiles"]["garden"]))
+    outside = np.setdiff1d(np.arange(planted.n_items), strategy.vocabulary_positions)
+    assert scores[outside].max() < scores[strategy.vocabulary_positions].min()
+
+
+def test_bad_input_dropout_is_an_error():
+    """input_dropout must be 'uniform' or a rate in [0, 1)."""
+    from recommender.strategies.generative import GenerativeStrategy
+
+    with pytest.raises(ValueError, match="uniform"):
+        GenerativeStrategy(input_dropout=1.5)
