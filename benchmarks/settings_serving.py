@@ -15,3 +15,5 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BEN
 MEDIA_ROOT = BENCH_DIR / "media"
 LOGGING = {"version": 1, "disable_existing_loggers": False,
            "loggers": {"recommender": {"level": "ERROR"}, "django": {"level": "ERROR"}}}
+# The benchmark measures serving from one address, not the rate limits.
+RECOMMENDER = {**RECOMMENDER, "EVENTS_THROTTLE_RATE": None, "RECOMMENDATIONS_THROTTLE_RATE": None}  # noqa: F405

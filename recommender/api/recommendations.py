@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from .. import service
 from ..catalog import get_adapter
+from .throttles import RecommendationsRateThrottle
 
 MAX_K = 100
 PLACEMENT_PATTERN = r"^[a-z0-9_-]{1,64}$"
@@ -88,6 +89,7 @@ class RecommendationsView(APIView):
     """Recommendations for the signed-in user or the session's anonymous visitor."""
 
     permission_classes = [AllowAny]
+    throttle_classes = [*APIView.throttle_classes, RecommendationsRateThrottle]
 
     @extend_schema(
         operation_id="recommendations_list",
@@ -111,6 +113,7 @@ class SimilarProductsView(APIView):
     """Products similar to one product ("Similar products" on a product page)."""
 
     permission_classes = [AllowAny]
+    throttle_classes = [*APIView.throttle_classes, RecommendationsRateThrottle]
 
     @extend_schema(
         operation_id="products_similar",

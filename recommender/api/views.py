@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from .. import events
 from .serializers import EventBatchSerializer, EventErrorsSerializer, StoredEventsSerializer
+from .throttles import EventsRateThrottle
 
 
 def _envelope_errors(serializer_errors):
@@ -25,6 +26,7 @@ class EventBatchView(APIView):
     """Record a batch of events for the signed-in user or the session's anonymous visitor."""
 
     permission_classes = [AllowAny]
+    throttle_classes = [*APIView.throttle_classes, EventsRateThrottle]
 
     @extend_schema(
         operation_id="events_create",
