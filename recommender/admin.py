@@ -16,7 +16,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from . import admin_views, evaluation_runs
+from . import admin_privacy, admin_views, evaluation_runs
 from .models import Dashboard, EvaluationRun, Interaction, ModelVersion, Preview, Rating, UserProfile
 from .tasks import activate_version_task, retire_version_task, train_strategy_task
 
@@ -77,6 +77,7 @@ class UserProfileAdmin(BigTableAdmin):
     date_hierarchy = "created_at"
     raw_id_fields = ("user",)
     ordering = ("-created_at",)
+    actions = (admin_privacy.export_people_data, admin_privacy.erase_people_data)
 
 
 @admin.register(Rating)
