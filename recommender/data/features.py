@@ -112,6 +112,11 @@ class ProfileEncoder:
         self.groups_: list[str] = []
 
     def fit(self, users: pd.DataFrame) -> "ProfileEncoder":
+        self.fit_token_table(users)
+        return self
+
+    def fit_token_table(self, users: pd.DataFrame) -> pd.DataFrame:
+        """Fit on ``users`` and return their ``token_table`` (computed once for both)."""
         if self.extra_columns is None:
             self.extra_columns = [
                 column for column in users.columns
@@ -126,7 +131,7 @@ class ProfileEncoder:
         kept.sort()
         self.vocabulary_ = {pair: position for position, pair in enumerate(kept)}
         self.groups_ = sorted({group for group, _ in kept})
-        return self
+        return table
 
     def token_table(self, users: pd.DataFrame) -> pd.DataFrame:
         """The tokens of every user as columns (one per group; missing = None), vectorised.

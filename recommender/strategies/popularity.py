@@ -17,12 +17,46 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.dataset import Dataset
-from ..data.features import LOCATION_LEVELS, ProfileEncoder, describe_segment, segment_of
+from ..data.features import LOCATION_LEVELS, ProfileEncoder, describe_segment
 from .base import Context, Strategy, top_k_batch
 
 WEIGHTINGS = ("events", "positive", "count")
 DEFAULT_LEVELS = (("gender", "age_band"), ("age_band",), ("gender",), ("country",))
 TUNING_K = 10
+SEGMENT_KEY_SEPARATOR = "\x1f"
+
+
+def token_table_of(token_rows) -> pd.DataFrame:
+    """Profile tokens as a table (one column per group, missing = None/NaN).
+
+    ``token_rows`` is already such a table (``ProfileEncoder.token_table``) or a sequence of
+    token dicts (``ProfileEncoder.tokens``), as a few served contexts give.
+    """
+    if isinstance(token_rows, pd.DataFrame):
+        return token_rows
+    return pd.DataFrame.from_records(list(token_rows), index=pd.RangeIndex(len(token_rows)))
+
+
+def _token_column(table: pd.DataFrame, key: str) -> np.ndarray:
+    if key in table.columns:
+        return table[key].to_numpy(dtype=object)
+    return np.full(len(table), None, dtype=object)
+
+
+def segment_keys(table: pd.DataFrame, level: Sequence[str]) -> np.ndarray:
+    """Each row's segment of ``level`` as one string (values joined), "" where a key is unknown.
+
+    The vectorised form of ``segment_of`` over a token table: one array operation per key.
+    """
+    keys = np.full(len(table), "", dtype=object)
+    known = np.ones(len(table), dtype=bool)
+    for number, key in enumerate(level):
+        values = _token_column(table, key)
+        present = pd.notna(values)
+        known &= present
+        text = np.where(present, values, "")
+        keys = text if number == 0 else keys + SEGMENT_KEY_SEPARATOR + text
+    return np.where(known, keys, "")
 
 
 def interaction_weights(
@@ -151,29 +185,46 @@ class SegmentTables:
         self.index: dict[tuple[str, ...], dict[tuple, int]] = {}
         self.counts: dict[tuple[str, ...], sp.csr_matrix] = {}
         self.totals: dict[tuple[str, ...], np.ndarray] = {}
+        self._key_index: dict[tuple[str, ...], pd.Index] = {}
 
     @classmethod
-    def build(cls, user_tokens: list[dict], user_item: sp.csr_matrix, levels, min_support: float) -> "SegmentTables":
-        """Count ``user_item`` rows per segment of every level (one sparse product per level)."""
+    def build(cls, user_tokens, user_item: sp.csr_matrix, levels, min_support: float) -> "SegmentTables":
+        """Count ``user_item`` rows per segment of every level (one sparse product per level).
+
+        ``user_tokens`` is a token table (or token dicts) with one row per ``user_item`` row.
+        """
         tables = cls()
+        table = token_table_of(user_tokens)
         for level in levels:
             level = tuple(level)
             if level in tables.counts:
                 continue
-            segments = [segment_of(tokens, level) for tokens in user_tokens]
-            known = np.array([None not in segment for segment in segments], dtype=bool)
-            codes, uniques = pd.factorize(pd.Series(["\x1f".join(s) if ok else "" for s, ok in zip(segments, known)]))
+            keys = segment_keys(table, level)
+            known = keys != ""
+            codes, uniques = pd.factorize(keys)
             membership = sp.csr_matrix(
                 (np.ones(int(known.sum()), dtype=np.float64), (codes[known], np.flatnonzero(known))),
-                shape=(len(uniques), len(user_tokens)),
+                shape=(len(uniques), len(table)),
             )
             counts = (membership @ user_item).tocsr()
             totals = np.asarray(counts.sum(axis=1)).ravel()
-            supported = [code for code in range(len(uniques)) if totals[code] >= min_support and uniques[code]]
-            tables.index[level] = {tuple(uniques[code].split("\x1f")): row for row, code in enumerate(supported)}
+            supported = np.flatnonzero((totals >= min_support) & (uniques != ""))
+            tables.index[level] = {tuple(uniques[code].split(SEGMENT_KEY_SEPARATOR)): row for row, code in enumerate(supported)}
             tables.counts[level] = counts[supported].astype(np.float32).tocsr()
             tables.totals[level] = totals[supported]
         return tables
+
+    def segment_rows(self, level: tuple[str, ...], token_rows) -> np.ndarray:
+        """Row of each token row's ``level`` segment in ``counts[level]``; -1 when none."""
+        level = tuple(level)
+        lookup = self._key_index.get(level)
+        if lookup is None:
+            by_row = sorted(self.index.get(level, {}).items(), key=lambda pair: pair[1])
+            lookup = self._key_index[level] = pd.Index(
+                [SEGMENT_KEY_SEPARATOR.join(segment) for segment, _ in by_row], dtype=object)
+        keys = segment_keys(token_table_of(token_rows), level)
+        rows = lookup.get_indexer(keys) if len(lookup) else np.full(len(keys), -1)
+        return np.where(keys != "", rows, -1).astype(np.int64)
 
     def extend_items(self, n_new: int) -> None:
         for level, counts in self.counts.items():
@@ -218,20 +269,48 @@ def shrunk_segment_distributions(
     Returns the distributions (float64, rows sum to 1) and the finest level used per row
     (None: global only).
     """
-    distributions = np.tile(global_distribution, (len(token_rows), 1))
-    finest: list[tuple[str, ...] | None] = [None] * len(token_rows)
-    for level in reversed([tuple(level) for level in levels]):
-        index = tables.index.get(level, {})
-        rows = np.array([index.get(segment_of(tokens, level), -1) for tokens in token_rows], dtype=np.int64)
+    levels = [tuple(level) for level in levels]
+    segment_rows = _segment_rows_per_level(tables, token_table_of(token_rows), levels)
+    distributions = _shrink_segment_rows(tables, global_distribution, segment_rows, levels, shrinkage)
+    finest_number = np.full(segment_rows.shape[0], -1)
+    for number in reversed(range(len(levels))):
+        finest_number[segment_rows[:, number] >= 0] = number
+    return distributions, [levels[number] if number >= 0 else None for number in finest_number]
+
+
+def _segment_rows_per_level(tables: SegmentTables, table: pd.DataFrame, levels) -> np.ndarray:
+    """(n_rows, n_levels) row of each token row's segment in each level's counts; -1: none."""
+    rows = np.full((len(table), len(levels)), -1, dtype=np.int64)
+    for number, level in enumerate(levels):
+        if tuple(level) in tables.counts:
+            rows[:, number] = tables.segment_rows(tuple(level), table)
+    return rows
+
+
+def _shrink_segment_rows(
+    tables: SegmentTables, global_distribution: np.ndarray, segment_rows: np.ndarray, levels, shrinkage: float,
+) -> np.ndarray:
+    """``shrunk_segment_distributions`` given each row's segment per level (float64).
+
+    The update runs in place (no temporaries of rows × items beyond the counts block), and on
+    the whole array when every row has a segment at that level; the arithmetic is the same,
+    operation by operation, as ``(counts + shrinkage * p) / (total + shrinkage)``.
+    """
+    distributions = np.tile(global_distribution, (segment_rows.shape[0], 1))
+    for number in reversed(range(len(levels))):
+        level = tuple(levels[number])
+        rows = segment_rows[:, number]
         has_segment = np.flatnonzero(rows >= 0)
         if not has_segment.size:
             continue
-        counts = tables.counts[level][rows[has_segment]].toarray()
-        totals = tables.totals[level][rows[has_segment]][:, None]
-        distributions[has_segment] = (counts + shrinkage * distributions[has_segment]) / (totals + shrinkage)
-        for row in has_segment:
-            finest[row] = level
-    return distributions, finest
+        every_row = has_segment.size == len(rows)
+        block = distributions if every_row else distributions[has_segment]
+        block *= shrinkage
+        block += tables.counts[level][rows[has_segment]].toarray()
+        block /= (tables.totals[level][rows[has_segment]] + shrinkage)[:, None]
+        if not every_row:
+            distributions[has_segment] = block
+    return distributions
 
 
 class SegmentPopularityStrategy(Strategy):
@@ -266,9 +345,9 @@ class SegmentPopularityStrategy(Strategy):
     }
 
     def _fit(self, dataset: Dataset) -> None:
-        self.encoder_ = ProfileEncoder().fit(dataset.users)
-        # Tokenising profiles is the slow part: do it once per user for fitting and tuning.
-        self._tokens_by_user = dict(zip(dataset.users.index, self.encoder_.tokens_frame(dataset.users)))
+        self.encoder_ = ProfileEncoder()
+        # Tokenising profiles is the slow part: do it once (one table) for fitting and tuning.
+        self._token_table = self.encoder_.fit_token_table(dataset.users)
         chosen = {
             "levels": [list(level) for level in self.params["levels"]],
             "shrinkage": float(self.params["shrinkage"]),
@@ -280,23 +359,26 @@ class SegmentPopularityStrategy(Strategy):
         self.tuned_ = chosen
         weights = interaction_weights(dataset, chosen["weighting"], self.params["positive_threshold"], chosen["half_life_seconds"])
         self.global_, self.tables_ = self._build(dataset, weights, self._user_tokens(dataset), chosen["levels"])
-        del self._tokens_by_user
+        del self._token_table
 
     # --- fitting ----------------------------------------------------------------------------------
-    def _user_tokens(self, dataset: Dataset) -> list[dict]:
-        """Profile tokens of every user in ``dataset.user_ids`` order ({} for users without a profile)."""
-        return [self._tokens_by_user.get(user_id, {}) for user_id in dataset.user_ids]
+    def _user_tokens(self, dataset: Dataset, user_ids=None) -> pd.DataFrame:
+        """Token table of ``user_ids`` (default: every user in ``dataset.user_ids`` order); users
+        without a profile get an all-missing row."""
+        user_ids = dataset.user_ids if user_ids is None else user_ids
+        return self._token_table.reindex(pd.Index(user_ids, dtype=object))
 
-    def _build(self, dataset: Dataset, weights: np.ndarray, user_tokens: list[dict], levels) -> tuple[np.ndarray, SegmentTables]:
+    def _build(self, dataset: Dataset, weights: np.ndarray, user_tokens: pd.DataFrame, levels) -> tuple[np.ndarray, SegmentTables]:
         user_item = dataset.interaction_matrix(weights=weights.astype(np.float32)).astype(np.float64).tocsr()
         item_totals = np.asarray(user_item.sum(axis=0)).ravel()
         # A touch of uniform mass keeps every item (new ones too) at a finite, non-zero share.
         global_distribution = (item_totals + 1e-3) / (item_totals.sum() + 1e-3 * dataset.n_items)
         return global_distribution, SegmentTables.build(user_tokens, user_item, levels, self.params["min_support"])
 
-    def candidate_levels(self, user_tokens: list[dict]) -> list[list[list[str]]]:
+    def candidate_levels(self, user_tokens) -> list[list[list[str]]]:
         """Segment level chains worth trying, given which profile keys the data has."""
-        coverage = {key: np.mean([key in row for row in user_tokens]) if user_tokens else 0.0
+        table = token_table_of(user_tokens)
+        coverage = {key: float(pd.notna(_token_column(table, key)).mean()) if len(table) else 0.0
                     for key in ("gender", "age_band", *LOCATION_LEVELS, *(self.encoder_.extra_columns or ()))}
         present = {key for key, share in coverage.items() if share >= 0.1}
         chains = [
@@ -333,7 +415,7 @@ class SegmentPopularityStrategy(Strategy):
                     best_score, best_weights = score, weights
                     chosen = {**chosen, "levels": [], "weighting": weighting, "half_life_seconds": half_life}
         user_tokens = self._user_tokens(train)
-        validation_tokens = [self._tokens_by_user.get(user_id, {}) for user_id in profiles.index]
+        validation_tokens = self._user_tokens(train, profiles.index)
         chains = self.candidate_levels(user_tokens)
         all_levels = {tuple(level) for chain in chains for level in chain}
         global_distribution, tables = self._build(train, best_weights, user_tokens, all_levels)
@@ -354,37 +436,62 @@ class SegmentPopularityStrategy(Strategy):
         With ``top_k`` the result is the top-k item positions instead, computed chunk by chunk
         so that thousands of distinct profiles never need a dense (profiles × items) array.
         """
-        level_keys = sorted({key for level in levels for key in level})
-        combos = ["\x1f".join(str(tokens.get(key)) for key in level_keys) for tokens in token_rows]
-        codes, uniques = pd.factorize(pd.Series(combos, dtype=object))
-        first_rows = np.unique(codes, return_index=True)[1]
-        unique_tokens = [token_rows[row] for row in first_rows]
+        levels = [tuple(level) for level in levels]
+        if isinstance(token_rows, np.ndarray):  # already segment rows per level
+            segment_rows = token_rows
+        else:
+            segment_rows = _segment_rows_per_level(tables, token_table_of(token_rows), levels)
+        # Profiles with the same segment in every level get the same distribution.
+        unique_rows, codes = np.unique(segment_rows, axis=0, return_inverse=True)
+        codes = codes.ravel()
         if top_k is None:
-            unique_scores = shrunk_segment_distributions(tables, global_distribution, unique_tokens, levels, shrinkage)[0]
+            unique_scores = _shrink_segment_rows(tables, global_distribution, unique_rows, levels, shrinkage)
             return unique_scores[codes].astype(np.float32)
-        unique_top = np.empty((len(unique_tokens), top_k), dtype=np.int64)
-        for start in range(0, len(unique_tokens), 256):
-            chunk = shrunk_segment_distributions(
-                tables, global_distribution, unique_tokens[start:start + 256], levels, shrinkage)[0]
+        unique_top = np.empty((len(unique_rows), top_k), dtype=np.int64)
+        for start in range(0, len(unique_rows), 256):
+            chunk = _shrink_segment_rows(tables, global_distribution, unique_rows[start:start + 256], levels, shrinkage)
             unique_top[start:start + 256] = top_k_batch(chunk, top_k)
         return unique_top[codes]
 
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
-        token_rows = [self.encoder_.tokens(context.profile) for context in contexts]
+        token_rows = self._context_tokens(contexts)
         scores = self._distributions(self.tables_, self.global_, token_rows, self.tuned_["levels"], self.tuned_["shrinkage"])
         # Scale so the best item of the global ranking is near 1 (comparable across contexts).
         return scores / np.float32(self.global_.max())
 
+    def _context_tokens(self, contexts: Sequence[Context]) -> pd.DataFrame:
+        """Token table of the contexts' profiles (vectorised for large batches)."""
+        if len(contexts) < 64:
+            return token_table_of([self.encoder_.tokens(context.profile) for context in contexts])
+        profiles = pd.DataFrame.from_records([dict(context.profile) for context in contexts],
+                                             index=pd.RangeIndex(len(contexts)))
+        return self.encoder_.token_table(profiles)
+
     def segment_description(self, profile: Mapping) -> str | None:
         """Words for the finest segment used for ``profile`` ('women aged 25–34'), or None."""
         tokens = self.encoder_.tokens(profile)
-        finest = shrunk_segment_distributions(self.tables_, self.global_, [tokens], self.tuned_["levels"], 1.0)[1][0]
+        finest = self._finest_level(tokens)
         return describe_segment(tokens, finest) if finest else None
+
+    def _finest_level(self, tokens: Mapping[str, str]) -> tuple[str, ...] | None:
+        """The first (finest) level with a known, supported segment for ``tokens``; None: global only.
+
+        The level ``shrunk_segment_distributions`` reports, found by dictionary lookups alone.
+        """
+        for level in map(tuple, self.tuned_["levels"]):
+            if tuple(tokens.get(key) for key in level) in self.tables_.index.get(level, {}):
+                return level
+        return None
 
     def _explain(self, context: Context, item_positions: np.ndarray) -> list[str]:
         described = self.segment_description(context.profile)
         reason = f"Popular with {described}" if described else "Popular with shoppers right now"
         return [reason] * len(item_positions)
+
+    def _score_cache_key(self, context: Context):
+        # A context's scores depend only on its tokens of the keys the levels use.
+        tokens = self.encoder_.tokens(context.profile)
+        return tuple(tokens.get(key) for key in sorted({key for level in self.tuned_["levels"] for key in level}))
 
     def _add_items(self, new_items: pd.DataFrame) -> None:
         floor = np.full(len(new_items), self.global_.min())
