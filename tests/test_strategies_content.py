@@ -174,3 +174,39 @@ def test_real_minilm_model_knows_drills_from_cakes(tmp_path):
     loaded = Strategy.load(strategy.save(tmp_path / "content"))
     assert isinstance(loaded.encoder_, text.SentenceEncoder)
     np.testing.assert_array_equal(loaded.item_vectors_, strategy.item_vectors_)
+
+
+class _RecordingModel:
+    """Stands in for a SentenceTransformer: records the batches it is asked to embed."""
+
+    max_seq_length = 256
+
+    def __init__(self):
+        self.calls = []
+
+    def get_sentence_embedding_dimension(self):
+        return 4
+
+    def encode(self, texts, batch_size, **options):
+        import torch
+
+        self.calls.append({"texts": list(texts), "max_seq_length": self.max_seq_length,
+                           "threads": torch.get_num_threads(), "grad": torch.is_grad_enabled()})
+        return np.array([[len(t), 1.0, t.count("a"), 2.0] for t in texts], dtype=np.float32)
+
+
+def test_embed_texts_dedupes_sorts_and_restores_model_settings(monkeypatch):
+    """Each distinct text is embedded once, shortest first, 128 tokens at most, no autograd; rows keep the input order."""
+    import torch
+
+    model = _RecordingModel()
+    monkeypatch.setattr(text, "load_text_model", lambda model_name=None: model)
+    threads_before = torch.get_num_threads()
+    texts = ["a long banana text", "kiwi", "a long banana text", "fig tree"]
+    vectors = text.embed_texts(texts, threads=1)
+    call, = model.calls
+    assert call["texts"] == ["kiwi", "fig tree", "a long banana text"]
+    assert call["max_seq_length"] == 128 and call["threads"] == 1 and call["grad"] is False
+    assert model.max_seq_length == 256 and torch.get_num_threads() == threads_before
+    expected = text.l2_normalise(np.array([[len(t), 1.0, t.count("a"), 2.0] for t in texts], dtype=np.float32))
+    np.testing.assert_allclose(vectors, expected, rtol=1e-6)

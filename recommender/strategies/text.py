@@ -36,9 +36,10 @@ INSTALL_HINT = (
 )
 
 SMALL_CATALOGUE = 5_000
+MAX_SEQ_LENGTH = 128
 
 _models: dict[tuple[str, str], object] = {}
-_models_lock = threading.Lock()
+_models_lock = threading.RLock()
 
 
 class TextModelUnavailable(ImportError):
@@ -118,8 +119,24 @@ def load_text_model(model: str | None = None, device: str | None = None):
     return _models[key]
 
 
-def embed_texts(texts: Sequence[str], model: str | None = None, batch_size: int = 64) -> np.ndarray:
+def configured_threads() -> int:
+    """``RECOMMENDER["TEXT_MODEL_THREADS"]``, or at most two CPU threads when unset."""
+    try:
+        from ..conf import settings
+
+        threads = settings.TEXT_MODEL_THREADS
+    except Exception:
+        threads = None
+    return int(threads) if threads else min(2, os.cpu_count() or 1)
+
+
+def embed_texts(texts: Sequence[str], model: str | None = None, batch_size: int = 64,
+                max_seq_length: int = MAX_SEQ_LENGTH, threads: int | None = None) -> np.ndarray:
     """Embed ``texts`` with the sentence model.
+
+    Each distinct text is embedded once; texts are sorted by length before batching so a batch
+    pads to about its own length, and the forward passes run without autograd on at most
+    ``threads`` CPU threads (more threads than cores only spin on a shared machine).
 
     Parameters
     ----------
@@ -129,19 +146,41 @@ def embed_texts(texts: Sequence[str], model: str | None = None, batch_size: int 
         Package name or model directory; default ``RECOMMENDER["TEXT_MODEL"]``.
     batch_size
         Texts per forward pass.
+    max_seq_length
+        Tokens kept per text (product titles and short descriptions fit; attention cost grows
+        with the square of it).
+    threads
+        torch CPU threads; None: ``RECOMMENDER["TEXT_MODEL_THREADS"]`` or min(2, CPU count).
 
     Returns
     -------
     np.ndarray
         float32 (len(texts), dim), each row L2-normalised.
     """
+    import torch
+
     encoder = load_text_model(model)
     if len(texts) == 0:
         return np.zeros((0, encoder.get_sentence_embedding_dimension()), dtype=np.float32)
-    vectors = encoder.encode(
-        list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
-    return l2_normalise(np.asarray(vectors, dtype=np.float32))
+    distinct, inverse = np.unique(np.asarray(list(texts), dtype=object).astype(str), return_inverse=True)
+    order = np.argsort([len(text) for text in distinct], kind="stable")
+    previous_threads = torch.get_num_threads()
+    previous_length = encoder.max_seq_length
+    with _models_lock:  # one shared model: its length limit and the thread count are set per call
+        try:
+            encoder.max_seq_length = min(int(max_seq_length), previous_length or max_seq_length)
+            torch.set_num_threads(max(1, threads or configured_threads()))
+            with torch.inference_mode():
+                sorted_vectors = encoder.encode(
+                    distinct[order].tolist(), batch_size=batch_size, normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=False,
+                )
+        finally:
+            encoder.max_seq_length = previous_length
+            torch.set_num_threads(previous_threads)
+    vectors = np.empty_like(sorted_vectors)
+    vectors[order] = sorted_vectors
+    return l2_normalise(np.asarray(vectors[inverse.ravel()], dtype=np.float32))
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
