@@ -186,6 +186,8 @@ def _clean_label(value, now):
         raise _Invalid(f"must be a string, not {type(value).__name__}")
     if len(value) > LABEL_MAX_LENGTH:
         raise _Invalid(f"at most {LABEL_MAX_LENGTH} characters, not {len(value)}")
+    if "\x00" in value:
+        raise _Invalid("must not contain NUL characters")
     return value
 
 
@@ -207,6 +209,9 @@ def _clean_context(value, now):
         encoded = json.dumps(dict(value), allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise _Invalid(f"must be plain JSON: {exc}")
+    # PostgreSQL's jsonb cannot hold \u0000, in keys or in values.
+    if "\\u0000" in encoded:
+        raise _Invalid("must not contain NUL characters")
     limit = settings.MAX_EVENT_CONTEXT_BYTES
     if len(encoded.encode()) > limit:
         raise _Invalid(f"at most {limit} bytes as JSON, not {len(encoded.encode())}")

@@ -27,6 +27,8 @@ class ProfileSerializer(serializers.ModelSerializer):
                                           help_text=f"{OLDEST_BIRTH_YEAR} to the current year.")
     attributes = serializers.DictField(required=False, help_text=(
         f"Extra attributes strategies may use (at most {MAX_ATTRIBUTES} keys, {MAX_ATTRIBUTES_BYTES} bytes)."))
+    # Null until the visitor's first change: a visitor without a profile gets the empty one.
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     class Meta:
         model = UserProfile
@@ -45,6 +47,8 @@ class ProfileSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(f"At most {MAX_ATTRIBUTES} attributes, not {len(value)}.")
         if any(not isinstance(item, (str, int, float, bool)) or item is None for item in value.values()):
             raise serializers.ValidationError("Values must be strings, numbers or booleans.")
+        if "\\u0000" in json.dumps(value):  # PostgreSQL's jsonb cannot hold it
+            raise serializers.ValidationError("Keys and values must not contain NUL characters.")
         if len(json.dumps(value).encode()) > MAX_ATTRIBUTES_BYTES:
             raise serializers.ValidationError(f"At most {MAX_ATTRIBUTES_BYTES} bytes as JSON.")
         return value
