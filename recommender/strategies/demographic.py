@@ -26,7 +26,9 @@ import scipy.sparse as sp
 from ..data.dataset import Dataset
 from ..data.features import ProfileEncoder, describe_segment
 from .base import Context, Strategy, top_k_batch
-from .knn import EVENT_VERBS, event_query_matrix, item_cosine_similarity
+from .caching import LRUCache, profile_key
+from .knn import (EVENT_VERBS, dense_block, event_query_matrix, event_query_row, item_cosine_similarity,
+                  weighted_row_sum)
 from .popularity import SegmentPopularityStrategy, interaction_weights
 
 DESCRIBED_KEYS = ("gender", "age_band", "city", "region", "country")
@@ -66,6 +68,21 @@ def predict_ratings(ratings: np.ndarray, similarity: np.ndarray | None = None) -
 def _row_normalise(matrix: sp.csr_matrix) -> sp.csr_matrix:
     totals = np.asarray(matrix.sum(axis=1)).ravel()
     return (sp.diags(1.0 / np.where(totals > 0, totals, 1.0)) @ matrix).tocsr()
+
+
+def _identical_row_codes(matrix: sp.csr_matrix) -> tuple[np.ndarray, int]:
+    """Code of each row's sparsity pattern (same stored columns, same code), in order of first
+    appearance, and the number of distinct patterns; vectorised over rows."""
+    lengths = np.diff(matrix.indptr)
+    width = int(lengths.max()) if len(lengths) else 0
+    padded = np.full((matrix.shape[0], width + 1), -1, dtype=np.int64)
+    padded[:, 0] = lengths
+    positions = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], lengths)
+    padded[np.repeat(np.arange(matrix.shape[0]), lengths), 1 + positions] = matrix.indices
+    _, first_rows, inverse = np.unique(padded, axis=0, return_index=True, return_inverse=True)
+    order_of_appearance = np.empty(len(first_rows), dtype=np.int64)
+    order_of_appearance[np.argsort(first_rows, kind="stable")] = np.arange(len(first_rows))
+    return order_of_appearance[inverse.ravel()], len(first_rows)
 
 
 def _l2_normalise(matrix: sp.csr_matrix) -> sp.csr_matrix:
@@ -130,8 +147,12 @@ class DemographicStrategy(Strategy):
             positive_threshold=self.params["positive_threshold"], seed=self.seed,
         ).fit(dataset)
         self.encoder_ = self.segment_.encoder_
-        users = dataset.users.reindex(pd.Index(dataset.user_ids, name="user_id"))
-        profiles = self.encoder_.transform(users)
+        # The prior already tokenised the training users: encode that table.
+        tokens = getattr(self.segment_, "training_token_table_", None)
+        if tokens is None or not tokens.index.equals(dataset.users.index):
+            tokens = self.encoder_.token_table(dataset.users)
+        profiles = self.encoder_._transform_table(tokens.reindex(pd.Index(dataset.user_ids, dtype=object)))
+        self.segment_.training_token_table_ = None
         document_frequency = np.bincount(profiles.indices, minlength=self.encoder_.n_features)
         self.feature_weights_ = (
             np.log((1.0 + profiles.shape[0]) / (1.0 + document_frequency)) + 1.0 if self.params["idf"]
@@ -145,15 +166,13 @@ class DemographicStrategy(Strategy):
         # Each warm user with a known profile contributes one distribution over items.
         warm = (np.diff(user_item.indptr) > 0) & (np.diff(profiles.indptr) > 0)
         profiles, user_item = profiles[warm], _row_normalise(user_item[warm])
-        profile_keys = pd.Series([" ".join(map(str, profiles.indices[a:b]))
-                                  for a, b in zip(profiles.indptr[:-1], profiles.indptr[1:])], dtype=object)
-        codes, uniques = pd.factorize(profile_keys)
+        codes, n_profiles = _identical_row_codes(profiles)
         first_rows = np.unique(codes, return_index=True)[1]
         merge = sp.csr_matrix((np.ones(len(codes), dtype=np.float32), (codes, np.arange(len(codes)))),
-                              shape=(len(uniques), len(codes)))
+                              shape=(n_profiles, len(codes)))
         self.profile_vectors_ = _l2_normalise(profiles[first_rows] @ sp.diags(self.feature_weights_)).astype(np.float32)
         self.profile_items_ = (merge @ user_item).tocsr().astype(np.float32)
-        self.profile_counts_ = np.bincount(codes, minlength=len(uniques)).astype(np.float32)
+        self.profile_counts_ = np.bincount(codes, minlength=n_profiles).astype(np.float32)
         self.titles_ = dataset.items["title"].to_numpy(dtype=object)
 
     def _tune(self, dataset: Dataset, chosen: dict) -> dict:
@@ -190,11 +209,13 @@ class DemographicStrategy(Strategy):
     # --- scoring --------------------------------------------------------------------------------------
     def _profile_parts(self, contexts: Sequence[Context]) -> tuple[np.ndarray, np.ndarray]:
         """Cosine of each context to each merged warm profile, and the segment prior (rows sum to 1)."""
-        queries = self.encoder_.transform([context.profile for context in contexts])
+        # One token table serves both the encoding and the segment prior.
+        tokens = self.segment_._context_tokens(contexts)
+        queries = self.encoder_._transform_table(tokens)
         queries = _l2_normalise(queries @ sp.diags(self.feature_weights_)).astype(np.float32)
         # sparse @ dense: the similarity is dense (most profiles share a country or a band).
         similarity = np.asarray(self.profile_vectors_ @ queries.T.toarray()).T
-        prior = self.segment_.score_batch(contexts).astype(np.float64)
+        prior = self.segment_.score_token_table(tokens).astype(np.float64)
         return similarity, prior / prior.sum(axis=1, keepdims=True)
 
     def _neighbour_aggregate(self, similarity: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray]:
@@ -202,15 +223,22 @@ class DemographicStrategy(Strategy):
         # profile_items_ already sums each merged profile's users, so weight it per profile;
         # the mass counts every user behind a profile.
         closeness = np.power(np.clip(similarity, 0.0, None), power)
-        aggregate = np.asarray((self.profile_items_.T @ closeness.T).T)
+        # Row-major like the prior, so that blending them runs over contiguous memory.
+        aggregate = np.ascontiguousarray((self.profile_items_.T @ closeness.T).T)
         return aggregate, (closeness @ self.profile_counts_)[:, None]
 
     @staticmethod
     def _shrink(aggregate: np.ndarray, mass: np.ndarray, prior: np.ndarray, shrinkage: float) -> np.ndarray:
         """``(aggregate + shrinkage * prior) / (mass + shrinkage)``; the prior where both are 0."""
+        # In place, one temporary of contexts × items (same arithmetic as the formula above).
+        blended = shrinkage * prior
+        blended += aggregate
         with np.errstate(divide="ignore", invalid="ignore"):
-            blended = (aggregate + shrinkage * prior) / (mass + shrinkage)
-        return np.where(mass + shrinkage > 0, blended, prior).astype(np.float32)
+            blended /= mass + shrinkage
+        empty = np.flatnonzero((mass + shrinkage <= 0).ravel())
+        if empty.size:
+            blended[empty] = prior[empty]
+        return blended.astype(np.float32)
 
     def _combine(self, similarity: np.ndarray, prior: np.ndarray, power: float, shrinkage: float) -> np.ndarray:
         """Similarity-weighted distribution of warm users' items, shrunk toward the prior."""
@@ -222,7 +250,46 @@ class DemographicStrategy(Strategy):
         similarity, prior = self._profile_parts(contexts)
         return self._combine(similarity, prior, self.tuned_["power"], self.tuned_["shrinkage"])
 
+    def _profile_row(self, context: Context) -> np.ndarray:
+        """``_profile_scores`` of one context (1, n_items), cached per encoded profile.
+
+        The neighbour aggregation reads every merged profile's items; many visitors share a
+        profile (same age band, gender and place), so it is done once per distinct one.
+        """
+        cache = self.__dict__.get("_profile_rows")
+        if cache is None:
+            cache = self.__dict__["_profile_rows"] = LRUCache.for_rows(len(self.item_ids))
+        tokens = self.encoder_.tokens(context.profile)
+        return cache.get_or_compute(profile_key(tokens), lambda: self._single_profile_scores(context.profile, tokens))
+
+    def _single_profile_scores(self, profile, tokens: dict) -> np.ndarray:
+        """``_profile_scores`` of one profile as vector operations (no sparse matrix built), (1, n_items)."""
+        columns = [self.encoder_.vocabulary_.get(pair) for pair in tokens.items()]
+        columns = np.array([column for column in columns if column is not None], dtype=np.int64)
+        values = self.feature_weights_[columns].astype(np.float32)
+        norm = np.sqrt((values * values).sum(dtype=np.float32))
+        query = np.zeros(self.encoder_.n_features, dtype=np.float32)
+        query[columns] = values * (np.float32(1.0) / norm) if norm > 0 else values
+        similarity = self.profile_vectors_ @ query
+        prior = self.segment_.score_batch([Context(profile=profile)])[0].astype(np.float64)
+        closeness = np.power(np.clip(similarity, 0.0, None), self.tuned_["power"])
+        aggregate = self.profile_items_.T @ closeness
+        mass = np.float32(closeness @ self.profile_counts_)
+        return self._shrink(aggregate[None, :], np.full((1, 1), mass), (prior / prior.sum())[None, :],
+                            self.tuned_["shrinkage"])
+
+    def clear_score_cache(self) -> None:
+        super().clear_score_cache()
+        self.__dict__.pop("_profile_rows", None)
+
+    def _score_cache_key(self, context: Context):
+        if (self.item_positions(context.event_item_ids) >= 0).any():
+            return None
+        return profile_key(self.encoder_.tokens(context.profile))
+
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
+        if len(contexts) == 1:
+            return self._single_score(contexts[0])
         scores = self._profile_scores(contexts)
         query = event_query_matrix(contexts, self._item_index)
         known_events = np.diff(query.indptr)
@@ -235,6 +302,19 @@ class DemographicStrategy(Strategy):
         # Scaled so typical values are O(1) rather than O(1 / n_items).
         return (scores * len(self.item_ids)).astype(np.float32)
 
+    def _single_score(self, context: Context) -> np.ndarray:
+        """``_score_batch`` of one context: the cached profile row, events as a CSR row sum."""
+        scores = self._profile_row(context)
+        positions, weights = event_query_row(context, self._item_index)
+        if len(positions):
+            event_scores = weighted_row_sum(self.similarity_, positions, weights)
+            total = event_scores.sum()
+            if total > 0:
+                # float64, as the batch path's per-row shares make it
+                event_share = np.float64(len(positions) / (len(positions) + self.params["event_pseudo_count"]))
+                scores = (1 - event_share) * scores + event_share * (event_scores / total)[None, :]
+        return (scores * len(self.item_ids)).astype(np.float32)
+
     def _explain(self, context: Context, item_positions: np.ndarray) -> list[str]:
         tokens = self.encoder_.tokens(context.profile)
         keys = [key for key in DESCRIBED_KEYS if tokens.get(key)]
@@ -244,7 +324,7 @@ class DemographicStrategy(Strategy):
         if not known.any() or not len(item_positions):
             return [profile_reason] * len(item_positions)
         events = [event for event, ok in zip(context.events, known) if ok]
-        contributions = self.similarity_[event_positions[known]][:, item_positions].toarray()
+        contributions = dense_block(self.similarity_, event_positions[known], np.asarray(item_positions))
         best = contributions.argmax(axis=0)
         return [
             f"Because you {EVENT_VERBS.get(events[row].event, 'viewed')} {self.titles_[event_positions[known][row]]}"

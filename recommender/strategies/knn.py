@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.dataset import DEFAULT_EVENT_WEIGHTS, Dataset
-from .base import Context, Strategy
+from .base import Context, Strategy, index_positions
 from .popularity import interaction_weights
 
 EVENT_VERBS = {"view": "viewed", "click": "viewed", "cart": "added", "purchase": "bought", "rating": "rated"}
@@ -56,11 +56,15 @@ def item_cosine_similarity(user_item: sp.csr_matrix, neighbours: int = 50, shrin
     item_user = sp.csr_matrix(user_item.T, dtype=np.float32)
     norms = np.sqrt(np.asarray(item_user.multiply(item_user).sum(axis=1)).ravel())
     dots = (item_user @ item_user.T).tocsr()
-    dots.setdiag(0)
+    # Stays CSR throughout (no COO round trip, no setdiag restructuring): the diagonal is
+    # zeroed through a mask, and the columns are sorted as a COO → CSR conversion would leave
+    # them, so the top-N cut sees each row's entries in the same order.
+    dots.sort_indices()
+    rows = np.repeat(np.arange(dots.shape[0]), np.diff(dots.indptr))
+    dots.data[rows == dots.indices] = 0
+    dots.data /= norms[rows] * norms[dots.indices] + shrinkage
     dots.eliminate_zeros()
-    coo = dots.tocoo()
-    coo.data = coo.data / (norms[coo.row] * norms[coo.col] + shrinkage)
-    return keep_top_per_row(coo.tocsr(), neighbours).astype(np.float32)
+    return keep_top_per_row(dots, neighbours).astype(np.float32)
 
 
 def event_query_matrix(
@@ -78,12 +82,62 @@ def event_query_matrix(
             rows.append(row)
             item_ids.append(str(event.item_id))
             weights.append(table.get(event.event, 1.0) * recency_decay ** age)
-    cols = item_index.get_indexer(pd.Index(item_ids, dtype=object)) if item_ids else np.zeros(0, dtype=np.int64)
+    cols = index_positions(item_index, item_ids) if item_ids else np.zeros(0, dtype=np.int64)
     rows, weights = np.asarray(rows, dtype=np.int64), np.asarray(weights, dtype=np.float32)
     known = (cols >= 0) & (weights > 0)
     matrix = sp.csr_matrix((weights[known], (rows[known], cols[known])), shape=(len(contexts), len(item_index)))
     matrix.sum_duplicates()
     return matrix
+
+
+def event_query_row(
+    context: Context, item_index: pd.Index, recency_decay: float = 1.0, event_weights: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One context's row of ``event_query_matrix`` as (item positions ascending, float32 weights).
+
+    The single-request form: no sparse matrix is built for a handful of events.
+    """
+    table = {**DEFAULT_EVENT_WEIGHTS, **(event_weights or {})}
+    events = context.events[::-1]
+    positions = index_positions(item_index, [str(event.item_id) for event in events])
+    weights = np.array([table.get(event.event, 1.0) * recency_decay ** age for age, event in enumerate(events)],
+                       dtype=np.float32)
+    known = (positions >= 0) & (weights > 0)
+    positions, inverse = np.unique(positions[known], return_inverse=True)  # an item seen twice: weights add up
+    summed = np.zeros(len(positions), dtype=np.float32)
+    np.add.at(summed, inverse, weights[known])
+    return positions, summed
+
+
+def weighted_row_sum(matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``weights @ matrix[rows]`` as a dense float32 row, read straight from the CSR slices.
+
+    Accumulates in the order a sparse product does (rows in the given order, float32), without
+    building a sparse matrix for a single request.
+    """
+    total = np.zeros(matrix.shape[1], dtype=np.float32)
+    indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
+    for row, weight in zip(rows.tolist(), np.asarray(weights, dtype=np.float32)):
+        start, stop = indptr[row], indptr[row + 1]
+        total[indices[start:stop]] += weight * data[start:stop]  # a CSR row holds each column once
+    return total
+
+
+def dense_block(matrix: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``matrix[rows][:, columns]`` as a dense array, read row by row from the CSR slices.
+
+    For a recommendation's explanation (a few event rows × k items), where scipy's fancy
+    indexing costs far more than the values it returns.
+    """
+    columns = np.asarray(columns, dtype=np.int64)
+    block = np.zeros((len(rows), len(columns)), dtype=matrix.dtype)
+    dense_row = np.zeros(matrix.shape[1], dtype=matrix.dtype)
+    for number, row in enumerate(np.asarray(rows).tolist()):
+        start, stop = matrix.indptr[row], matrix.indptr[row + 1]
+        dense_row[matrix.indices[start:stop]] = matrix.data[start:stop]
+        block[number] = dense_row[columns]
+        dense_row[matrix.indices[start:stop]] = 0
+    return block
 
 
 class ItemKNNStrategy(Strategy):
@@ -127,7 +181,16 @@ class ItemKNNStrategy(Strategy):
         self.popularity_ = (popularity / popularity.max() if popularity.max() > 0 else popularity).astype(np.float32)
         self.titles_ = dataset.items["title"].to_numpy(dtype=object)
 
+    def _score_cache_key(self, context: Context):
+        # Without a known event every context gets the popularity tie-break alone.
+        return () if not (self.item_positions(context.event_item_ids) >= 0).any() else None
+
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
+        if len(contexts) == 1:
+            positions, weights = event_query_row(contexts[0], self._item_index, self.params["recency_decay"])
+            total = np.maximum(weights.sum(dtype=np.float32), np.float32(1e-12))
+            scores = weighted_row_sum(self.similarity_, positions, weights * (np.float32(1.0) / total))
+            return (scores + POPULARITY_TIE_BREAK * self.popularity_)[None, :]
         query = event_query_matrix(contexts, self._item_index, self.params["recency_decay"])
         totals = np.asarray(query.sum(axis=1)).ravel()
         query = sp.diags(1.0 / np.maximum(totals, 1e-12)).astype(np.float32) @ query
@@ -140,7 +203,7 @@ class ItemKNNStrategy(Strategy):
         if not known or not len(item_positions):
             return ["Popular right now"] * len(item_positions)
         event_positions = np.array([position for _, position in known])
-        contributions = self.similarity_[event_positions][:, item_positions].toarray()
+        contributions = dense_block(self.similarity_, event_positions, item_positions)
         best = contributions.argmax(axis=0)
         reasons = []
         for column, event_number in enumerate(best):

@@ -359,6 +359,8 @@ class SegmentPopularityStrategy(Strategy):
         self.tuned_ = chosen
         weights = interaction_weights(dataset, chosen["weighting"], self.params["positive_threshold"], chosen["half_life_seconds"])
         self.global_, self.tables_ = self._build(dataset, weights, self._user_tokens(dataset), chosen["levels"])
+        # Kept for a strategy built on this one (demographic) to reuse; it drops it after.
+        self.training_token_table_ = self._token_table
         del self._token_table
 
     # --- fitting ----------------------------------------------------------------------------------
@@ -454,8 +456,11 @@ class SegmentPopularityStrategy(Strategy):
         return unique_top[codes]
 
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
-        token_rows = self._context_tokens(contexts)
-        scores = self._distributions(self.tables_, self.global_, token_rows, self.tuned_["levels"], self.tuned_["shrinkage"])
+        return self.score_token_table(self._context_tokens(contexts))
+
+    def score_token_table(self, token_table: pd.DataFrame) -> np.ndarray:
+        """``score_batch`` for profiles already tokenised (``_context_tokens``), float32."""
+        scores = self._distributions(self.tables_, self.global_, token_table, self.tuned_["levels"], self.tuned_["shrinkage"])
         # Scale so the best item of the global ranking is near 1 (comparable across contexts).
         return scores / np.float32(self.global_.max())
 
