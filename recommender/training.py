@@ -804,7 +804,14 @@ class _ActiveModels:
         self.broken: set[int] = set()
 
     def current_versions(self) -> dict[str, tuple[int, str, str]]:
-        stamp = active_versions_stamp()
+        try:
+            stamp = active_versions_stamp()
+        except Exception:
+            # The cache (Redis) is down: keep serving the versions already loaded, and read the
+            # database only when there are none or the recheck interval has passed.
+            logger.warning("Model version stamp unavailable (cache down); serving the loaded versions",
+                           exc_info=True)
+            stamp = self.stamp
         fresh = time.monotonic() - self.checked_at < settings.ACTIVE_VERSION_RECHECK_SECONDS
         if stamp == self.stamp and fresh:
             return self.versions
@@ -814,7 +821,10 @@ class _ActiveModels:
             )
             versions = {key: (pk, path, checksum) for key, pk, path, checksum in rows}
             if stamp == self.stamp and versions != self.versions:
-                stamp = bump_active_stamp()  # an activation whose stamp bump was lost
+                try:
+                    stamp = bump_active_stamp()  # an activation whose stamp bump was lost
+                except Exception:
+                    logger.warning("Could not bump the model version stamp (cache down)", exc_info=True)
             live = {pk for pk, _, _ in versions.values()}
             self.loaded = {pk: strategy for pk, strategy in self.loaded.items() if pk in live}
             self.broken &= live
