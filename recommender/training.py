@@ -92,6 +92,21 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 TRANSIENT_ERRORS = _transient_errors()
 
 
+class NothingToTrain(ValueError):
+    """The shop has no products or no events yet: there is nothing to learn from."""
+
+
+def check_trainable(dataset: Dataset) -> None:
+    """Raise ``NothingToTrain`` with what to do when ``dataset`` cannot train any strategy."""
+    counts = dataset.counts()
+    if counts["items"] == 0 or counts["interactions"] == 0:
+        raise NothingToTrain(
+            f"Nothing to train on: the snapshot has {counts['items']} products and "
+            f"{counts['interactions']} events. Import data (manage.py recommender_import DIR), "
+            "seed the demo (manage.py seed_demo) or wait for visitors' events, then train again."
+        )
+
+
 class TrainingRefused(RuntimeError):
     """Another training of the same strategy is running; this one was not started."""
 
@@ -448,6 +463,7 @@ def _train_and_save(run: _RunRecorder, key: str, params: dict, dataset: Dataset 
         dataset = build_dataset_from_db(progress=lambda fraction: run.stage("snapshot", 0.15 * fraction))
     run.timed("snapshot", time.monotonic() - started)
     run.write(data_counts=dict(dataset.meta.get("counts") or dataset.counts()), params=params)
+    check_trainable(dataset)
 
     run.stage("evaluate", 0.15)
     started = time.monotonic()
@@ -850,10 +866,19 @@ class _ActiveModels:
             except (artifacts.ArtifactError, OSError, ValueError) as exc:
                 logger.error("Active %s v%s cannot be loaded (%s); serving the last good version", key, pk, exc)
                 self.broken.add(pk)
+                _record_load_error(pk, exc)
                 return self.last_good.get(key)
             strategy.version_id = pk
             self.loaded[pk] = self.last_good[key] = strategy
             return strategy
+
+
+def _record_load_error(version_id: int, exc: BaseException) -> None:
+    """Write why serving refused a version on its row (the admin shows it); never raises."""
+    try:
+        ModelVersion.objects.filter(pk=version_id).update(error=f"Serving refused to load this artifact: {exc}")
+    except Exception:
+        logger.exception("Could not record the load error of version %s", version_id)
 
 
 _active_models = _ActiveModels()

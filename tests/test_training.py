@@ -301,3 +301,22 @@ def test_activation_verifies_the_artifact_first(shop, toy):
         training.activate(second)
     first.refresh_from_db()
     assert first.status == Status.ACTIVE
+
+
+@pytest.mark.django_db
+def test_training_an_empty_shop_fails_with_what_to_do():
+    """With no products or events, training fails saying how to get data, and activates nothing."""
+    version = training.train_strategy("popularity")
+    assert version.status == ModelVersion.Status.FAILED
+    assert "Nothing to train on" in version.error and "recommender_import" in version.error
+    assert not ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exists()
+
+
+@pytest.mark.django_db
+def test_train_command_on_an_empty_shop_is_a_clear_error():
+    """recommender_train --sync on an empty database stops with a CommandError, creating no rows."""
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="Nothing to train on"):
+        call_command("recommender_train", "--sync", "--no-progress", "--strategy", "popularity")
+    assert not ModelVersion.objects.exists()

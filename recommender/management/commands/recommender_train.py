@@ -46,6 +46,10 @@ class Command(BaseCommand):
 
         self.stdout.write("Reading the database…")
         dataset = build_dataset_from_db()
+        try:
+            training.check_trainable(dataset)
+        except training.NothingToTrain as exc:
+            raise CommandError(str(exc)) from exc
         counts = dataset.meta["counts"]
         self.stdout.write(f"Snapshot: {counts['users']} users, {counts['items']} products, "
                           f"{counts['interactions']} events")
