@@ -125,3 +125,49 @@ def test_redis_down_and_back_during_traffic(transactional_db, own_redis, caplog)
     assert recovered_after is not None, "the restarted Redis was never written to"
     assert any("cache" in record.getMessage().lower() and record.levelno >= logging.WARNING
                for record in caplog.records), "the outage was not logged"
+
+
+# --- damaged artifacts -----------------------------------------------------------------------------
+def damage(version, how):
+    """Corrupt or delete a file of ``version`` in storage and drop this process's downloaded copies."""
+    import shutil
+
+    from django.core.files.base import ContentFile
+
+    from recommender import artifacts
+
+    storage = artifacts.get_storage()
+    storage.delete(f"{version.artifact_path}/counts.npy")
+    if how == "corrupted":
+        storage.save(f"{version.artifact_path}/counts.npy", ContentFile(b"corrupted"))
+    shutil.rmtree(artifacts.local_cache_root())
+
+
+@pytest.mark.parametrize("how", ["corrupted", "missing"])
+def test_a_damaged_active_artifact_is_refused_recorded_and_the_previous_version_serves(transactional_db, how,
+                                                                                      caplog):
+    """A corrupted or missing file of the newly active version is caught by its checksum: the
+    version loaded before keeps serving, the error is logged and written on the version's row."""
+    from recommender import artifacts
+    from recommender.models import ModelVersion
+    from recommender.testing.factories import planted_dataset
+
+    from .training_support import ToyStrategy
+
+    forget_training_cache_keys()
+    training.forget_loaded_models()
+    fitted = ToyStrategy().fit(planted_dataset(n_users=40, n_items=20))
+    good = artifacts.save_artifact(fitted, ModelVersion.objects.create(strategy="toy", status="ready"))
+    training.activate(good)
+    assert training.get_active_strategy("toy").version_id == good.pk
+    newer = artifacts.save_artifact(fitted, ModelVersion.objects.create(strategy="toy", status="ready"))
+    training.activate(newer)
+    damage(newer, how)
+    caplog.set_level(logging.ERROR, logger="recommender.training")
+    assert training.get_active_strategy("toy").version_id == good.pk
+    newer.refresh_from_db()
+    assert "Serving refused to load this artifact" in newer.error
+    assert ("checksum" if how == "corrupted" else "missing") in newer.error
+    assert any(f"v{newer.pk} cannot be loaded" in record.getMessage() for record in caplog.records)
+    print(f"\nartifact {how}: detected, v{good.pk} kept serving; recorded: {newer.error[:120]}")
+    training.forget_loaded_models()
