@@ -60,6 +60,9 @@ DEFAULTS = {
     "MAX_CATEGORY_SHARE": 0.5,
     "CACHE_ALIAS": "default",
     "CACHE_TIMEOUT": 300,
+    # Memory (MB) each loaded strategy may keep for score rows of recurring profiles
+    # (segment popularity per segment, neighbours per encoded profile); 0 turns it off.
+    "SCORE_CACHE_MB": 32,
     # A/B test between strategies: {"name": "hybrid-vs-segment", "arms": {"hybrid": 0.5,
     # "segment_popularity": 0.5}} (arm = strategy key, value = traffic share), or None.
     # Arms are sticky per user or visitor and recorded with impressions and clicks.

@@ -36,7 +36,8 @@ import scipy.sparse as sp
 from django.core.exceptions import ImproperlyConfigured
 
 from ..data.dataset import Dataset, _as_bool
-from .base import Context, Recommendations, Strategy, top_k_batch, top_k_indices
+from .base import Context, Recommendations, Strategy, index_positions, top_k_batch, top_k_indices
+from .caching import LRUCache, one_blas_thread
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def regime_positions(contexts: Sequence[Context], item_index: pd.Index | None = 
         items = [event.item_id for event in context.events if event.event != "impression"]
         if context.product_id is not None:
             items.append(context.product_id)
-        counts[row] = len(items) if item_index is None else int((item_index.get_indexer(items) >= 0).sum())
+        counts[row] = len(items) if item_index is None else int((index_positions(item_index, items) >= 0).sum())
     lows = np.array([regime[1] for regime in REGIMES[1:]])
     return np.searchsorted(lows, counts, side="right")
 
@@ -398,25 +399,59 @@ class HybridStrategy(Strategy):
     def _normalise(self, scores: np.ndarray) -> np.ndarray:
         return normalise_scores(scores, int(self.params["normalise_top"]), float(self.params["normalise_floor"]))
 
+    def _blend_weights(self) -> np.ndarray:
+        """(n_regimes, n_components, n_items) weight of each component's score per item.
+
+        An established item gets the regime's weight, a new one the new-item weight; fixed once
+        fitted, so it is built once instead of per request (rebuilt if the weights are replaced).
+        """
+        sources = (self.regime_weights_, self.new_item_weights_, self.trained_)
+        built = self.__dict__.get("_blend_weights_")
+        if built is None or any(a is not b for a, b in zip(built[0], sources)):
+            weights = np.where(self.trained_[None, None, :], self.regime_weights_[:, :, None],
+                               self.new_item_weights_[None, :, None]).astype(np.float32)
+            built = self.__dict__["_blend_weights_"] = (sources, weights)
+            self.__dict__.pop("_contribution_cache", None)  # computed with the old weights
+        return built[1]
+
+    def clear_score_cache(self) -> None:
+        super().clear_score_cache()
+        self.__dict__.pop("_blend_weights_", None)
+        self.__dict__.pop("_contribution_cache", None)
+
     def _iter_contributions(self, contexts: Sequence[Context]):
         """Yield each component's weighted, normalised scores (n_contexts, n_items), in component order."""
         regimes = regime_positions(contexts, self._item_index)
-        weights = self.regime_weights_[regimes]  # (n_contexts, n_components)
+        weights = self._blend_weights()[regimes]  # (n_contexts, n_components, n_items)
         for position, key in enumerate(self.component_keys_):
-            normalised = self._normalise(self.components_[key].score_batch(contexts))
-            known_part = normalised * weights[:, position, None]
-            new_part = normalised * self.new_item_weights_[position]
-            yield np.where(self.trained_[None, :], known_part, new_part)
+            # normalised × (regime weight where trained, else new-item weight): one product per item
+            yield self._normalise(self.components_[key].score_batch(contexts)) * weights[:, position]
 
     def _contributions(self, contexts: Sequence[Context]) -> np.ndarray:
         """(n_components, n_contexts, n_items): each component's weighted, normalised score."""
         return np.stack(list(self._iter_contributions(contexts)))
 
+    def _single_contributions(self, context: Context) -> np.ndarray:
+        """``_contributions([context])[:, 0]``, cached when every component's scores are (no events).
+
+        A new visitor's first page is then a lookup by profile, not four components' scoring.
+        """
+        keys = tuple(self.components_[key]._score_cache_key(context) for key in self.component_keys_)
+        with one_blas_thread():
+            if any(key is None for key in keys):
+                return self._contributions([context])[:, 0]
+            self._blend_weights()  # drops cached contributions if the weights were replaced
+            cache = self.__dict__.get("_contribution_cache")
+            if cache is None:
+                cache = self.__dict__["_contribution_cache"] = LRUCache.for_rows(self.n_items, len(self.component_keys_))
+            regime = int(regime_positions([context], self._item_index)[0])
+            return cache.get_or_compute((regime, keys), lambda: self._contributions([context])[:, 0])
+
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
         if len(contexts) == 1:
-            contributions = self._contributions(contexts)
-            scores = contributions.sum(axis=0)
-            self._last.context, self._last.contributions = contexts[0], contributions[:, 0]
+            contributions = self._single_contributions(contexts[0])
+            scores = contributions.sum(axis=0)[None, :]
+            self._last.context, self._last.contributions = contexts[0], contributions
         else:  # summed as they come: a batch never holds every component's scores at once
             scores = np.zeros((len(contexts), self.n_items), dtype=np.float32)
             for contribution in self._iter_contributions(contexts):
@@ -438,14 +473,14 @@ class HybridStrategy(Strategy):
 
     def explain_scores(self, context: Context) -> dict[str, np.ndarray]:
         """Each component's weighted, normalised score of every item, and the blend (``"hybrid"``)."""
-        contributions = self._contributions([context])[:, 0]
-        result = {key: contributions[position] for position, key in enumerate(self.component_keys_)}
+        contributions = self._single_contributions(context)
+        result = {key: contributions[position].copy() for position, key in enumerate(self.component_keys_)}
         result["hybrid"] = self.score(context)
         return result
 
     def _explain(self, context: Context, item_positions: np.ndarray) -> list[str]:
         last = getattr(self._last, "context", None)
-        contributions = self._last.contributions if last is context else self._contributions([context])[:, 0]
+        contributions = self._last.contributions if last is context else self._single_contributions(context)
         leader = np.argmax(contributions[:, item_positions], axis=0)
         reasons = [""] * len(item_positions)
         for component_position in np.unique(leader):
