@@ -210,3 +210,29 @@ def test_embed_texts_dedupes_sorts_and_restores_model_settings(monkeypatch):
     assert model.max_seq_length == 256 and torch.get_num_threads() == threads_before
     expected = text.l2_normalise(np.array([[len(t), 1.0, t.count("a"), 2.0] for t in texts], dtype=np.float32))
     np.testing.assert_allclose(vectors, expected, rtol=1e-6)
+
+
+def test_blend_weight_is_learned_on_training_items_and_saved(planted, tmp_path):
+    """α and the half-life are the best pseudo-new setting on the training data, and survive save/load."""
+    strategy = ContentStrategy(encoder="tfidf").fit(planted)
+    assert strategy.word_vectors_ is not None and strategy.blend_validation_
+    best = max(strategy.blend_validation_, key=strategy.blend_validation_.get)
+    assert best == f"alpha={strategy.blend_weight_:g} half_life={strategy.recency_half_life_:g}"
+    assert strategy.blend_validation_[best] > 0
+    loaded = Strategy.load(strategy.save(tmp_path / "content"))
+    assert (loaded.blend_weight_, loaded.recency_half_life_) == (strategy.blend_weight_, strategy.recency_half_life_)
+    kitchen = planted.meta["category_items"]["kitchen"]
+    context = Context(events=(Event(kitchen[0], "view"), Event(kitchen[3], "purchase")))
+    np.testing.assert_allclose(loaded.score(context), strategy.score(context), rtol=1e-5)
+
+
+def test_fixed_blend_weight_is_kept_and_one_context_scores_like_a_batch(planted):
+    """A given blend_weight is used as is, and a single context scores as it does inside a batch."""
+    strategy = ContentStrategy(encoder="tfidf", blend_weight=0.3).fit(planted)
+    assert strategy.blend_weight_ == 0.3 and strategy.blend_validation_ == {}
+    garden = planted.meta["category_items"]["garden"]
+    contexts = [Context(events=(Event(garden[0], "view"), Event(garden[2], "cart"))), Context()]
+    batch = strategy.score_batch(contexts)
+    np.testing.assert_allclose(strategy.score_batch(contexts[:1])[0], batch[0], rtol=1e-5, atol=1e-6)
+    word_only = ContentStrategy(encoder="tfidf", blend_weight=0.0).fit(planted).score_batch(contexts[:1])[0]
+    assert not np.allclose(word_only, batch[0]), "the word TF-IDF share changes the scores"
