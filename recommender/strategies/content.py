@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from ..data.dataset import DEFAULT_EVENT_WEIGHTS, Dataset
 from .base import Context, Recommendations, Strategy, top_k_batch, top_k_indices
+from .caching import one_blas_thread
 from .text import (EmbeddingCache, SentenceEncoder, TextModelUnavailable, TfidfEncoder, encoder_from_state,
                    make_encoder, text_key)
 
@@ -282,38 +283,61 @@ class ContentStrategy(Strategy):
     def context_weights(self, contexts: Sequence[Context], half_life: float | None = None) -> sp.csr_matrix:
         """Contexts × items matrix of how much each known event item says about the taste.
 
-        Weight = event weight × recency decay (newest 1, halving every ``half_life`` events;
-        None: the learned or configured one) × dwell factor; the product in view counts
-        ``product_weight`` × the top event weight.
+        Weight = event weight × recency decay (newest 1, halving every ``recency_half_life``
+        events) × dwell factor; the product in view counts ``product_weight`` × the top event weight.
         """
-        half_life = float(half_life or getattr(self, "recency_half_life_", self.params["recency_half_life"]))
-        dwell_reference = float(self.params["dwell_reference_seconds"])
-        product_weight = float(self.params["product_weight"]) * max(self.event_weights_.values())
         rows, cols, values = [], [], []
         for row, context in enumerate(contexts):
-            events = context.events
-            positions = self.item_positions([event.item_id for event in events]) if events else np.array([], int)
-            for age, (event, position) in enumerate(zip(reversed(events), positions[::-1])):
-                weight = self.event_weights_.get(event.event, 0.0)
-                if position < 0 or weight <= 0:
-                    continue
-                weight *= 0.5 ** (age / half_life)
-                if event.dwell_seconds:
-                    weight *= float(np.clip(np.log1p(event.dwell_seconds) / np.log1p(dwell_reference), 0.25, 2.0))
-                rows.append(row)
-                cols.append(position)
-                values.append(weight)
-            if context.product_id is not None:
-                position = self.item_positions([context.product_id])[0]
-                if position >= 0:
-                    rows.append(row)
-                    cols.append(position)
-                    values.append(product_weight)
+            positions, weights = self._context_entries(context, half_life)
+            rows += [row] * len(positions)
+            cols += positions
+            values += weights
         matrix = sp.csr_matrix((np.asarray(values, np.float32), (rows, cols)), shape=(len(contexts), self.n_items))
         matrix.sum_duplicates()
         return matrix
 
+    def context_row(self, context: Context) -> tuple[np.ndarray, np.ndarray]:
+        """One context's row of ``context_weights``: (item positions ascending, float32 weights)."""
+        positions, weights = self._context_entries(context)
+        positions, inverse = np.unique(np.asarray(positions, dtype=np.int64), return_inverse=True)
+        summed = np.zeros(len(positions), dtype=np.float32)
+        np.add.at(summed, inverse, np.asarray(weights, dtype=np.float32))
+        return positions, summed
+
+    def _context_entries(self, context: Context, half_life: float | None = None) -> tuple[list[int], list[float]]:
+        """Item positions and weights of a context's known events and product in view (repeats kept).
+
+        ``half_life``: the recency half-life in events; None: the learned (or configured) one.
+        """
+        half_life = float(half_life or getattr(self, "recency_half_life_", self.params["recency_half_life"]))
+        dwell_reference = float(self.params["dwell_reference_seconds"])
+        events = context.events
+        ids = [event.item_id for event in events]
+        if context.product_id is not None:
+            ids.append(context.product_id)
+        all_positions = self.item_positions(ids) if ids else np.zeros(0, dtype=np.int64)
+        positions, weights = [], []
+        for age, (event, position) in enumerate(zip(reversed(events), all_positions[:len(events)][::-1])):
+            weight = self.event_weights_.get(event.event, 0.0)
+            if position < 0 or weight <= 0:
+                continue
+            weight *= 0.5 ** (age / half_life)
+            if event.dwell_seconds:
+                weight *= float(np.clip(np.log1p(event.dwell_seconds) / np.log1p(dwell_reference), 0.25, 2.0))
+            positions.append(int(position))
+            weights.append(weight)
+        if context.product_id is not None and all_positions[-1] >= 0:
+            positions.append(int(all_positions[-1]))
+            weights.append(float(self.params["product_weight"]) * max(self.event_weights_.values()))
+        return positions, weights
+
+    def _score_cache_key(self, context: Context):
+        # No known event and no product in view: every such context gets the popularity prior.
+        return () if not self._context_entries(context)[0] else None
+
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
+        if len(contexts) == 1 and not sp.issparse(self.item_vectors_):
+            return self._single_score(contexts[0])[None, :]
         weights = self.context_weights(contexts)
         scores = np.empty((len(contexts), self.n_items), dtype=np.float32)
         scores[:] = self.popularity_
@@ -328,14 +352,31 @@ class ContentStrategy(Strategy):
         scores[seen_rows, seen_cols] = -np.inf
         return scores
 
+    def _single_score(self, context: Context) -> np.ndarray:
+        """``_score_batch`` of one context with dense item vectors: one matrix-vector product."""
+        positions, weights = self.context_row(context)
+        scores = self.popularity_.astype(np.float32, copy=True)
+        if not len(positions):
+            return scores
+        taste = weights @ self.item_vectors_[positions]
+        norm = np.linalg.norm(taste)
+        if norm > 0:
+            with one_blas_thread():
+                similarity = self.blend_weight_ * (self.item_vectors_ @ (taste * (np.float32(1.0) / norm)))
+            if self.word_vectors_ is not None and self.blend_weight_ < 1:
+                word_taste = _cosine_rows(sp.csr_matrix(weights[None, :]), self.word_vectors_[positions])
+                similarity += (1.0 - self.blend_weight_) * _dense(self.word_vectors_ @ word_taste.T).ravel()
+            scores = (similarity + float(self.params["popularity_weight"]) * self.popularity_).astype(np.float32)
+        scores[positions[weights != 0]] = -np.inf
+        return scores
+
     # --- explanations and similar products -----------------------------------------------------
     def _title(self, position: int) -> str:
         title = str(self.titles_[position]).strip() or str(self.item_ids[position])
         return title if len(title) <= TITLE_LENGTH else title[: TITLE_LENGTH - 1] + "…"
 
     def _explain(self, context: Context, item_positions: np.ndarray) -> list[str]:
-        weights = self.context_weights([context])
-        source_positions = weights.indices
+        source_positions = self.context_row(context)[0]
         if source_positions.size == 0:
             return ["New arrival" if not self.trained_[p] else "Popular in the shop" for p in item_positions]
         # The source each item is most similar to names the reason.
