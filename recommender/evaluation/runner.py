@@ -88,26 +88,39 @@ def user_contexts(dataset: Dataset, user_ids: Sequence[str], row_mask: np.ndarra
     rows = dataset.interactions[row_mask]
     if max_events:
         rows = rows.groupby("user_id", sort=False).tail(max_events)
-    events_by_user: dict[str, list[Event]] = {}
-    for user_id, item_id, event, value, timestamp, dwell in zip(
-        rows["user_id"], rows["item_id"], rows["event"], rows["value"], rows["timestamp"], rows["dwell_seconds"]
-    ):
-        events_by_user.setdefault(user_id, []).append(Event(
-            item_id=item_id, event=event, value=None if np.isnan(value) else float(value),
-            timestamp=None if np.isnan(timestamp) else float(timestamp),
-            dwell_seconds=None if np.isnan(dwell) else float(dwell),
-        ))
-    profiles = dataset.users.reindex(pd.Index(list(user_ids), name="user_id"))
-    records = profiles.reset_index().to_dict("records")
+    user_ids = list(user_ids)
+    # Columns become Python lists once (None for missing) instead of a check per cell.
+    def column(name):
+        values = rows[name].to_numpy(dtype=np.float64)
+        return np.where(np.isnan(values), None, values).tolist()
+
+    events = [
+        Event(item_id=item_id, event=event, value=value, timestamp=timestamp, dwell_seconds=dwell)
+        for item_id, event, value, timestamp, dwell in zip(
+            rows["item_id"].tolist(), rows["event"].tolist(), column("value"), column("timestamp"), column("dwell_seconds"))
+    ]
+    # Rows are in event order; a stable sort by user keeps that order within each user.
+    owner = pd.Index(user_ids).get_indexer(rows["user_id"])
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(len(user_ids) + 1))
+    order = order.tolist()
+    profiles = _profile_dicts(dataset.users, user_ids)
     return [
-        Context(profile={key: value for key, value in record.items() if key != "user_id" and not _is_missing(value)},
-                events=tuple(events_by_user.get(user_id, ())), user_id=None)
-        for user_id, record in zip(user_ids, records)
+        Context(profile=profile, events=tuple(events[position] for position in order[bounds[row]:bounds[row + 1]]), user_id=None)
+        for row, profile in enumerate(profiles)
     ]
 
 
-def _is_missing(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+def _profile_dicts(users: pd.DataFrame, user_ids: Sequence[str]) -> list[dict]:
+    """Each user's known profile attributes as a dict (missing values left out)."""
+    profiles = users.reindex(pd.Index(user_ids, name="user_id"))
+    columns = [column for column in profiles.columns if column != "user_id"]
+    values = [profiles[column].astype(object).to_numpy() for column in columns]
+    present = [pd.notna(column_values) for column_values in values]
+    return [
+        {column: column_values[row] for column, column_values, known in zip(columns, values, present) if known[row]}
+        for row in range(len(profiles))
+    ]
 
 
 def score_top_k(
@@ -181,59 +194,81 @@ def evaluate(
         rank = event_rank_within_user(dataset)
         for fold in new_user_splits(dataset, folds, seed):
             cold = dataset.interactions["user_id"].isin(set(fold.cold_user_ids)).to_numpy()
+            # Contexts and relevance depend on the fold and the reveal only: built once for all strategies.
+            prepared = {int(n): _prepare_users(dataset, fold.cold_user_ids, cold & (rank < n), cold & (rank >= n) & positive)
+                        for n in reveal}
             for key in strategies:
                 strategy, seconds = fit(key, fold.train)
                 for n in reveal:
-                    revealed, test = cold & (rank < n), cold & (rank >= n) & positive
                     tally = tallies.setdefault((key, int(n)), _Tally())
                     tally.fit_seconds.append(seconds)
-                    _score_users(dataset, strategy, fold.cold_user_ids, revealed, test, k, tally, None, batch_size)
+                    _score_prepared(dataset, strategy, prepared[int(n)], k, tally, None, batch_size)
                 progress_bar.update(1)
     elif protocol == "new-item":
         split = new_item_split(dataset, holdout_items, new_item_ids, seed)
         candidates = dataset.item_index.isin(set(split.new_item_ids))
         users = pd.unique(dataset.interactions.loc[split.test_mask & positive, "user_id"].to_numpy())
+        prepared = _prepare_users(dataset, users, ~split.test_mask, split.test_mask & positive)
         for key in strategies:
             strategy, seconds = fit(key, split.train)
             tally = tallies.setdefault((key, None), _Tally())
             tally.fit_seconds.append(seconds)
-            _score_users(dataset, strategy, users, ~split.test_mask, split.test_mask & positive, k, tally, candidates, batch_size)
+            _score_prepared(dataset, strategy, prepared, k, tally, candidates, batch_size)
             progress_bar.update(1)
     else:
         train, test_mask = warm_split(dataset)
         users = pd.unique(dataset.interactions.loc[test_mask & positive, "user_id"].to_numpy())
+        prepared = _prepare_users(dataset, users, ~test_mask, test_mask & positive)
         for key in strategies:
             strategy, seconds = fit(key, train)
             tally = tallies.setdefault((key, None), _Tally())
             tally.fit_seconds.append(seconds)
-            _score_users(dataset, strategy, users, ~test_mask, test_mask & positive, k, tally, None, batch_size)
+            _score_prepared(dataset, strategy, prepared, k, tally, None, batch_size)
             progress_bar.update(1)
     progress_bar.close()
     return [row for (key, n), tally in tallies.items() for row in tally.rows(key, n, dataset.n_items)]
 
 
-def _score_users(
-    dataset: Dataset, strategy: Strategy, user_ids, known_mask: np.ndarray, test_mask: np.ndarray, k: int,
-    tally: _Tally, candidates: np.ndarray | None, batch_size: int,
-) -> None:
-    """Score ``user_ids`` given their ``known_mask`` events; relevant = ``test_mask`` items they do not have."""
+@dataclass
+class _PreparedUsers:
+    """The users one evaluation scores (those with something relevant left), for every strategy."""
+
+    contexts: list[Context]
+    known: sp.csr_matrix  # items each user already has (never recommended)
+    relevant: sp.csr_matrix
+    regimes: np.ndarray
+    skipped: int
+
+
+def _prepare_users(dataset: Dataset, user_ids, known_mask: np.ndarray, test_mask: np.ndarray) -> _PreparedUsers:
+    """Contexts of ``user_ids`` from their ``known_mask`` events; relevant = ``test_mask`` items they do not have."""
     user_ids = np.asarray(user_ids, dtype=object)
     known = relevance_matrix(dataset, user_ids, known_mask)
     relevant = relevance_matrix(dataset, user_ids, test_mask)
     relevant = (relevant - relevant.multiply(known)).tocsr()  # an item already had cannot be recommended
     relevant.eliminate_zeros()
     has_relevant = relevant.getnnz(axis=1) > 0
-    tally.skipped += int((~has_relevant).sum())
-    if not has_relevant.any():
-        return
     user_ids, known, relevant = user_ids[has_relevant], known[has_relevant], relevant[has_relevant]
     contexts = user_contexts(dataset, user_ids, known_mask & dataset.interactions["user_id"].isin(set(user_ids)).to_numpy(),
-                             MAX_CONTEXT_EVENTS)
-    n_known_events = np.array([len(context.events) for context in contexts])
-    known = _align_columns(known, strategy, dataset)
-    top = score_top_k(strategy, contexts, known, k, _align_candidates(candidates, strategy, dataset), batch_size)
+                             MAX_CONTEXT_EVENTS) if len(user_ids) else []
+    n_known_events = np.array([len(context.events) for context in contexts], dtype=np.int64)
+    return _PreparedUsers(contexts, known, relevant, regime_of(n_known_events), int((~has_relevant).sum()))
+
+
+def _score_prepared(
+    dataset: Dataset, strategy: Strategy, prepared: _PreparedUsers, k: int, tally: _Tally,
+    candidates: np.ndarray | None, batch_size: int,
+) -> None:
+    """Score the prepared users with ``strategy`` and add their metrics to ``tally``."""
+    tally.skipped += prepared.skipped
+    if not prepared.contexts:
+        return
+    known = _align_columns(prepared.known, strategy, dataset)
+    top = score_top_k(strategy, prepared.contexts, known, k, _align_candidates(candidates, strategy, dataset), batch_size)
     top = _to_dataset_positions(top, strategy, dataset)
-    tally.add(ranking_metrics(top, relevant, k), regime_of(n_known_events), top)
+    tally.add(ranking_metrics(top, prepared.relevant, k), prepared.regimes, top)
+
+
 
 
 def _align_columns(matrix: sp.csr_matrix, strategy: Strategy, dataset: Dataset) -> sp.csr_matrix:
