@@ -118,10 +118,11 @@ def test_redis_down_and_back_during_traffic(transactional_db, own_redis, caplog)
     for name, row in figures.items():
         print(f"\nredis {name}: {row['requests']} requests, {row['errors']} errors, "
               f"{row['requests'] / row['seconds']:.0f} requests/s, served by {sorted(row['strategies'])}")
-    print(f"events sent {sum(row['events_sent'] for row in figures.values())} stored {stored}; cache in use again {recovered_after * 1000:.1f} ms after restart")
+    sent = sum(row["events_sent"] for row in figures.values())
+    print(f"events sent {sent} stored {stored}; cache in use again {recovered_after * 1000:.1f} ms after restart")
     assert all(row["errors"] == 0 for row in figures.values()), figures
     assert figures["down"]["strategies"] == {"popularity"}  # the loaded model, not the database fallback
-    assert stored == sum(row["events_sent"] for row in figures.values())
+    assert stored == sent
     assert recovered_after is not None, "the restarted Redis was never written to"
     assert any("cache" in record.getMessage().lower() and record.levelno >= logging.WARNING
                for record in caplog.records), "the outage was not logged"
