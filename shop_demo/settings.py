@@ -93,6 +93,11 @@ SPECTACULAR_SETTINGS = {
 RECOMMENDER_PRODUCT_MODEL = "catalog.Product"
 RECOMMENDER = {
     "CATALOG_ADAPTER": "shop_demo.catalog.adapter.ShopCatalogAdapter",
+    # `make demo` trains every strategy on one small machine before the shop opens: save the
+    # model that passed the held-out check instead of fitting it a second time on all data,
+    # and give the session Transformer fewer epochs. A real shop keeps the defaults.
+    "TRAINING_REFIT_ON_ALL_DATA": False,
+    "TRAINING_PARAMS": {"behavior": {"epochs": 4}},
 }
 
 LOGGING = {
