@@ -185,6 +185,20 @@ def cleanup_stale_trainings(now=None) -> list[int]:
     return stale
 
 
+def queue_training(key: str) -> ModelVersion:
+    """Create the ``training`` row of ``key`` now and queue the task that fills it.
+
+    The row exists before any worker picks the task up, so callers (the API, the admin, the
+    command) can report on it at once; raises ``TrainingRefused`` while ``key`` is training.
+    """
+    from .tasks import train_strategy_task
+
+    task_id = str(uuid.uuid4())
+    version = start_training(key, task_id=task_id)
+    train_strategy_task.apply_async(args=(key,), kwargs={"version_id": version.pk}, task_id=task_id)
+    return version
+
+
 def start_training(key: str, *, task_id: str = "") -> ModelVersion:
     """Create the ``training`` row of a new run of ``key``, or raise ``TrainingRefused``.
 

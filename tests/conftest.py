@@ -39,6 +39,15 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache (served lists, version stamps, throttles)."""
+    from django.core.cache import caches
+
+    caches["default"].clear()
+    yield
+
+
 @pytest.fixture
 def shared_data():
     """Path of ../shared/data (tests using it carry the ``shared_data`` marker)."""

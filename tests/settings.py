@@ -11,7 +11,8 @@ from pathlib import Path
 from shop_demo import environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-TEST_VAR_DIR = Path(os.environ.get("RECOMMENDER_TEST_VAR_DIR", tempfile.mkdtemp(prefix="recommender-tests-")))
+# setdefault: worker processes a test starts inherit the same folder and cache prefix.
+TEST_VAR_DIR = Path(os.environ.setdefault("RECOMMENDER_TEST_VAR_DIR", tempfile.mkdtemp(prefix="recommender-tests-")))
 
 SECRET_KEY = "tests-only"
 DEBUG = False
@@ -54,6 +55,8 @@ TEMPLATES = [
 ]
 DATABASES = environment.database(TEST_VAR_DIR / "tests.sqlite3")
 CACHES = environment.caches()
+# A shared Redis keeps keys between runs: each run (and its workers) gets its own prefix.
+CACHES["default"]["KEY_PREFIX"] = os.environ.setdefault("RECOMMENDER_TEST_CACHE_PREFIX", f"test-{os.getpid()}")
 globals().update(environment.celery())
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -8,6 +8,8 @@ through the WSGI app in-process (no server to start).
 import pytest
 import schemathesis
 from django.conf import settings as django_settings
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.core.wsgi import get_wsgi_application
 from django.test import override_settings
 from hypothesis import HealthCheck, given, settings as hypothesis_settings
@@ -22,9 +24,17 @@ MAX_EXAMPLES = 25
 @pytest.fixture
 def api_schema(db):
     make_product(title="Fuzzed lamp")  # so that some generated ids hit a real product
+    # As Django's test client does: the end of a request must not close the test's connection
+    # (inside the test transaction PostgreSQL's connection would otherwise be dropped).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
     with override_settings(RECOMMENDER={**django_settings.RECOMMENDER, "EVENTS_THROTTLE_RATE": None,
                                         "RECOMMENDATIONS_THROTTLE_RATE": None}):
-        yield schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
+        try:
+            yield schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
+        finally:
+            request_started.connect(close_old_connections)
+            request_finished.connect(close_old_connections)
 
 
 @pytest.mark.slow

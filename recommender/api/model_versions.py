@@ -1,6 +1,6 @@
 """Staff-only API views: trained model versions, and queueing a retrain."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAdminUser
@@ -30,6 +30,7 @@ class TrainRequestSerializer(serializers.Serializer):
 
 class QueuedTrainingSerializer(serializers.Serializer):
     strategy = serializers.CharField()
+    version = serializers.IntegerField()
     task_id = serializers.CharField()
 
 
@@ -57,12 +58,16 @@ class TrainModelView(APIView):
     permission_classes = [IsAdminUser]
 
     @extend_schema(operation_id="models_train", summary="Queue a retrain", request=TrainRequestSerializer,
-                   responses={202: QueuedTrainingSerializer}, tags=["models"])
+                   responses={202: QueuedTrainingSerializer, 409: OpenApiResponse(description="That strategy is training now")}, tags=["models"])
     def post(self, request):
-        from .. import tasks
+        from .. import training
 
         serializer = TrainRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         key = serializer.validated_data["strategy"]
-        result = tasks.train_strategy_task.delay(key)
-        return Response({"strategy": key, "task_id": result.id}, status=status.HTTP_202_ACCEPTED)
+        try:
+            version = training.queue_training(key)
+        except training.TrainingRefused as refused:
+            return Response({"detail": str(refused)}, status=status.HTTP_409_CONFLICT)
+        return Response({"strategy": key, "version": version.pk, "task_id": version.task_id},
+                        status=status.HTTP_202_ACCEPTED)

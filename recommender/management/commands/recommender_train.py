@@ -74,17 +74,14 @@ class Command(BaseCommand):
         return summaries
 
     def _queue_and_wait(self, keys, no_progress):
-        from recommender.tasks import train_strategy_task
-
         versions, summaries = {}, []
         for key in keys:
             try:
-                version = training.start_training(key)
+                version = training.queue_training(key)
             except training.TrainingRefused as refused:
                 summaries.append({"strategy": key, "version": None, "outcome": f"refused: {refused}"})
                 continue
             versions[key] = version.pk
-            train_strategy_task.delay(key, version_id=version.pk)
         bars = {key: self._bar(key, no_progress, position) for position, key in enumerate(versions)}
         pending = dict(versions)
         while pending:
