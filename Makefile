@@ -7,11 +7,12 @@ MANAGE := $(PY) manage.py
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SEED ?= 0
+VAR_DIR ?= $(or $(SHOP_DEMO_VAR_DIR),var)
 # The text model ships inside a pip package; nothing is ever downloaded at run time.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-sqlite test-altcatalog install install-test browser-deps migrate seed train serve clean help
+.PHONY: demo test test-altcatalog install install-test browser-deps migrate seed train retrain serve clean help
 
 help:
 	@echo "make demo   - install, migrate, seed, train and serve the shop at http://$(HOST):$(PORT)"
@@ -42,9 +43,13 @@ migrate: install
 seed: migrate
 	$(MANAGE) seed_demo --seed $(SEED) --if-empty
 
+# Trains once; `make retrain` trains again (the shop keeps serving the previous versions meanwhile).
 train: seed
-	@if $(MANAGE) help recommender_train >/dev/null 2>&1; then $(MANAGE) recommender_train --sync; \
-	  else echo "no trainable strategies yet"; fi
+	@if [ -f $(VAR_DIR)/.demo-trained ]; then echo "Models already trained (make retrain to train again)."; \
+	  else $(MANAGE) recommender_train --sync && touch $(VAR_DIR)/.demo-trained; fi
+
+retrain: install
+	$(MANAGE) recommender_train --sync && touch $(VAR_DIR)/.demo-trained
 
 serve:
 	$(MANAGE) runserver $(HOST):$(PORT)
