@@ -74,3 +74,10 @@ def serve(monkeypatch, models):
     """Serve ``models`` ({key: fitted strategy}) as the active versions; others have none."""
     monkeypatch.setattr(service, "active_strategy", models.get)
     monkeypatch.setattr(service, "models_stamp", lambda: "test-" + ",".join(sorted(models)))
+
+
+def served_catalog(monkeypatch):
+    """A small catalog with fast strategies fitted on it and served as the active versions."""
+    catalog = make_catalog()
+    serve(monkeypatch, fit_strategies(catalog_dataset(catalog)))
+    return catalog

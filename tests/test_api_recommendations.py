@@ -4,7 +4,6 @@ import datetime
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.core.management import call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -12,23 +11,14 @@ from rest_framework.test import APIClient
 from recommender import events
 from recommender.models import ModelVersion, UserProfile
 
-from .serving_support import catalog_dataset, fit_strategies, make_catalog, serve
+from .serving_support import served_catalog
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def products(monkeypatch):
-    catalog = make_catalog()
-    serve(monkeypatch, fit_strategies(catalog_dataset(catalog)))
-    return catalog
+    return served_catalog(monkeypatch)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from collections import Counter
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.test import override_settings
 
 from recommender import events, service
@@ -16,13 +15,6 @@ from recommender.strategies.base import Strategy
 from .serving_support import catalog_dataset, category_of, fit_strategies, make_catalog, serve
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

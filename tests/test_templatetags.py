@@ -1,7 +1,6 @@
 """Tests of the recommender_tags template tags, the widget templates and the onboarding view."""
 
 import pytest
-from django.core.cache import cache
 from django.template import Context, Template
 from django.contrib.auth.models import AnonymousUser
 from django.test import RequestFactory
@@ -10,23 +9,14 @@ from django.urls import reverse
 from recommender import events, service
 from recommender.models import Interaction
 
-from .serving_support import catalog_dataset, fit_strategies, make_catalog, serve
+from .serving_support import served_catalog
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def products(monkeypatch):
-    catalog = make_catalog()
-    serve(monkeypatch, fit_strategies(catalog_dataset(catalog)))
-    return catalog
+    return served_catalog(monkeypatch)
 
 
 @pytest.fixture
