@@ -73,6 +73,9 @@ DEFAULTS = {
     # or None for none; over the limit the API answers 429 with Retry-After.
     "EVENTS_THROTTLE_RATE": "1200/minute",
     "RECOMMENDATIONS_THROTTLE_RATE": "1200/minute",
+    # Retry-After (seconds) of the 503 that recommender.middleware.DatabaseUnavailableMiddleware
+    # answers while the database cannot be reached.
+    "DATABASE_UNAVAILABLE_RETRY_AFTER": 5,
     # --- Training and artifacts.
     "ARTIFACT_STORAGE": None,  # None: default storage; else a STORAGES alias
     "ARTIFACT_PREFIX": "recommender/models",

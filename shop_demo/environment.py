@@ -13,7 +13,13 @@ import dj_database_url
 def database(default_sqlite_path):
     url = os.environ.get("DATABASE_URL")
     if url:
+        # Health checks: a connection broken by a database restart is replaced on the next
+        # request instead of failing every request of the process until it is restarted.
         config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        if config["ENGINE"].endswith("postgresql"):
+            # A database host that does not answer fails the request after 5 s, not the OS's minutes
+            # (a connect_timeout in the URL's query string wins).
+            config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
     else:
         config = {
             "ENGINE": "django.db.backends.sqlite3",

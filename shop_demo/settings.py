@@ -35,6 +35,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A clean 503 with Retry-After while the database cannot be reached.
+    "recommender.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "shop_demo.urls"

@@ -36,6 +36,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "recommender.middleware.DatabaseUnavailableMiddleware",
 ]
 ROOT_URLCONF = "shop_demo.urls"
 TEMPLATES = [
