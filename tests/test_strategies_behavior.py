@@ -69,3 +69,12 @@ def test_unknown_text_encoder_is_an_error():
 
     with pytest.raises(ValueError, match="tfidf"):
         BehaviorStrategy(text_encoder="word2vec")
+
+
+def test_time_budget_stops_training_and_keeps_a_usable_model(planted):
+    """max_seconds=0 stops inside the first epoch, says so in history, and still scores every item."""
+    from recommender.strategies.behavior import BehaviorStrategy
+
+    strategy = BehaviorStrategy(**{**TINY, "max_seconds": 0}).fit(planted)
+    assert strategy.history["epochs_run"] == 1 and strategy.history["stopped_by_budget"] is True
+    assert np.isfinite(strategy.score(Context())).all()

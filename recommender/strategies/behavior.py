@@ -21,6 +21,7 @@ sessions are in-sample. An empty context is predicted from the profile token alo
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,6 +76,9 @@ class BehaviorStrategy(Strategy):
         "profile_dropout": 0.25,
         "validation_share": 0.1,
         "max_validation_users": 2000,
+        # Wall-clock cap on training (None: none); the best epoch so far is kept. A retrain must
+        # not hold a shared 2-core worker for many minutes on a large shop.
+        "max_seconds": 120.0,
         # One thread: on a shared 2-core machine a second OpenMP thread spin-waits for a core.
         "threads": 1,
     }
@@ -378,21 +382,36 @@ class _Trainer:
         train_rows = order[len(validation_rows):]
         validation_negatives = self._negatives()
         best_score, best_state, best_epoch, scores = -np.inf, None, 0, []
+        started = time.perf_counter()
+        budget = None if params["max_seconds"] is None else float(params["max_seconds"])
+        epochs_run, over_budget = 0, False
         for epoch in range(int(params["epochs"])):
+            epoch_started = time.perf_counter()
             self.network.train()
             for batch in self._batches(train_rows):
                 self._step(batch)
-            if len(validation_rows) == 0:
-                continue
-            score = self._validate(validation_rows, validation_negatives)
-            scores.append(score)
-            if score > best_score:
-                best_score, best_state, best_epoch = score, copy_state(self.network), epoch
-            elif epoch - best_epoch >= int(params["patience"]):
+                if budget is not None and time.perf_counter() - started > budget:
+                    over_budget = True
+                    break
+            epochs_run += 1
+            if len(validation_rows):
+                score = self._validate(validation_rows, validation_negatives)
+                scores.append(score)
+                if score > best_score:
+                    best_score, best_state, best_epoch = score, copy_state(self.network), epoch
+                elif epoch - best_epoch >= int(params["patience"]):
+                    break
+            # Stop before an epoch that would overrun the budget (epochs cost about the same).
+            elapsed = time.perf_counter() - started
+            if budget is not None and elapsed + (time.perf_counter() - epoch_started) > budget:
+                over_budget = over_budget or epoch + 1 < int(params["epochs"])
+            if over_budget:
+                logger.info("behavior: stopped after %d epochs by max_seconds=%g", epochs_run, budget)
                 break
         if best_state is not None:
             self.network.load_state_dict(best_state)
-        return {"validation_auc": scores, "best_epoch": best_epoch, "epochs_run": len(scores) or int(params["epochs"])}
+        return {"validation_auc": scores, "best_epoch": best_epoch, "epochs_run": epochs_run,
+                "stopped_by_budget": over_budget, "seconds": round(time.perf_counter() - started, 3)}
 
     def _batches(self, rows: np.ndarray) -> list[np.ndarray]:
         """Batches of users of similar length (less padding), in a shuffled order."""

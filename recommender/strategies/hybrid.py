@@ -318,30 +318,26 @@ class HybridStrategy(Strategy):
         return fit_data, cases, trained_in_fit
 
     def _candidate_pool(self, components: Mapping[str, Strategy], cases: ValidationCases, trained: np.ndarray):
-        """Normalised component scores over each case's candidate pool (union of components' tops).
+        """Normalised component scores over each case's candidate pools, from one scoring pass.
 
-        Returns (scores (n_components, n_cases, pool), valid, relevant, is_new (n_cases, pool),
-        n_relevant (n_cases,)).
+        Two pools per case: the union of components' tops over all items (for the regime
+        weights and the new-product offset) and the union of their tops over new items only
+        (for the new-product weights, which are all that orders new products among themselves).
+        Each pool is (scores (n_components, n_cases, pool), valid, relevant, is_new
+        (n_cases, pool), n_relevant (n_cases,)); the new-item pool counts only new relevant items.
         """
         pool_size = int(self.params["pool_size"])
-        parts = []
+        full_parts, new_parts = [], []
         for start in range(0, len(cases), SCORE_BATCH):
             contexts = cases.contexts[start:start + SCORE_BATCH]
             known = cases.known[start:start + SCORE_BATCH].toarray() > 0
+            relevant = cases.relevant[start:start + SCORE_BATCH].toarray() > 0
             normalised = [self._normalise(component.score_batch(contexts)) for component in components.values()]
-            tops = np.hstack([top_k_batch(np.where(known, -np.inf, z), pool_size) for z in normalised])
-            tops.sort(axis=1)
-            valid = tops >= 0
-            valid[:, 1:] &= tops[:, 1:] != tops[:, :-1]  # an item in several components' tops counts once
-            safe = np.maximum(tops, 0)
-            pooled = np.stack([np.take_along_axis(z, safe, axis=1) for z in normalised])
-            relevant = np.take_along_axis(cases.relevant[start:start + SCORE_BATCH].toarray() > 0, safe, axis=1) & valid
-            parts.append((pooled, valid, relevant, ~trained[safe]))
-        scores = np.concatenate([part[0] for part in parts], axis=1)
-        valid = np.concatenate([part[1] for part in parts])
-        relevant = np.concatenate([part[2] for part in parts])
-        is_new = np.concatenate([part[3] for part in parts])
-        return scores, valid, relevant, is_new, cases.relevant.getnnz(axis=1)
+            full_parts.append(_pool_part(normalised, known, relevant, trained, pool_size))
+            new_parts.append(_pool_part(normalised, known | trained[None, :], relevant, trained, pool_size))
+        new_pool = _join_parts(new_parts)
+        new_pool = new_pool[:4] + ((cases.relevant[:, ~trained].getnnz(axis=1)),)
+        return _join_parts(full_parts) + (cases.relevant.getnnz(axis=1),), new_pool
 
     def _learn_weights(self, components: Mapping[str, Strategy], cases: Mapping[str, ValidationCases],
                        trained: np.ndarray) -> None:
@@ -349,51 +345,70 @@ class HybridStrategy(Strategy):
         n_components = len(components)
         new_able = np.array([key in self.params["new_item_components"] for key in components], dtype=bool)
         weights = np.full((len(REGIMES), n_components), 1.0 / n_components, dtype=np.float32)
-        pools = {}
+        pools, new_pools = {}, []
         for position, label in enumerate(REGIME_LABELS):
             if label not in cases:
                 if position:  # too few visitors with this many events: borrow from the regime below
                     weights[position] = weights[position - 1]
                 continue
-            scores, valid, relevant, is_new, n_relevant = self._candidate_pool(components, cases[label], trained)
+            (scores, valid, relevant, is_new, n_relevant), new_pool = self._candidate_pool(components, cases[label], trained)
             known_item = valid & ~is_new
             weights[position], ndcg = search_simplex_weights(scores, known_item, relevant, n_relevant)
             self.validation_ndcg_[label] = ndcg
             pools[label] = (scores, valid, relevant, is_new, n_relevant, weights[position])
+            new_pools.append(new_pool)
             logger.info("Hybrid: regime %s weights %s (validation NDCG@%d %.4f over %d visitors)", label,
                         dict(zip(components, np.round(weights[position], 3).tolist())), NDCG_K, ndcg, len(cases[label]))
         self.regime_weights_ = weights
-        self.new_item_weights_, self.new_item_offset_ = self._learn_new_item_blend(pools, new_able)
+        new_weights = self._learn_new_item_weights(new_pools, new_able)
+        self.new_item_weights_ = new_weights
+        self.new_item_offset_ = self._learn_new_item_offset(pools, new_weights)
 
-    def _learn_new_item_blend(self, pools: Mapping, new_able: np.ndarray) -> tuple[np.ndarray, float]:
-        """Weights over new-item components and the offset that place new products best on validation."""
+    def _learn_new_item_weights(self, new_pools: list[tuple], new_able: np.ndarray) -> np.ndarray:
+        """Weights over the components that can place new products, chosen on new products alone.
+
+        Only these weights order new products among themselves, so they are chosen on NDCG over
+        validation visitors' relevant *new* products, ranked among new products. (Choosing them
+        on the whole list, where established items fill almost every slot, left a near-flat
+        objective that picked a weaker component.)
+        """
         default = new_able.astype(np.float32) / max(new_able.sum(), 1) if new_able.any() else None
         if default is None:
-            return np.full(len(new_able), 1.0 / len(new_able), dtype=np.float32), 0.0
-        if not pools or not any((pool[2] & pool[3]).any() for pool in pools.values()):
-            return default, 0.0
-        candidates = [default]
+            return np.full(len(new_able), 1.0 / len(new_able), dtype=np.float32)
         able = np.flatnonzero(new_able)
-        if len(able) > 1:  # a coarse grid over two or more able components: each alone, and halves
-            for position in able:
-                alone = np.zeros(len(new_able), dtype=np.float32)
-                alone[position] = 1.0
-                candidates.append(alone)
-        best = (-1.0, default, 0.0)
-        for new_weights in candidates:
-            for offset in NEW_ITEM_OFFSETS:
-                total, count = 0.0, 0
-                for scores, valid, relevant, is_new, n_relevant, regime_weights in pools.values():
-                    blend = np.where(is_new, np.tensordot(new_weights, scores, axes=1) + offset,
-                                     np.tensordot(regime_weights, scores, axes=1))
-                    total += ndcg_at_k(np.where(valid, blend, -np.inf), relevant, n_relevant).sum()
-                    count += len(n_relevant)
-                if total / count > best[0] + 1e-9:
-                    best = (total / count, new_weights, offset)
-        logger.info("Hybrid: new products weights %s offset %.1f (validation NDCG@%d %.4f)",
-                    np.round(best[1], 3).tolist(), best[2], NDCG_K, best[0])
+        rows = [pool for pool in new_pools if (pool[4] > 0).any()]
+        if len(able) == 1 or not rows:
+            return default
+        # every regime's pool is pool_size × n_components wide, so the rows stack
+        scores = np.concatenate([pool[0][able][:, pool[4] > 0] for pool in rows], axis=1)
+        valid = np.concatenate([pool[1][pool[4] > 0] for pool in rows])
+        relevant = np.concatenate([pool[2][pool[4] > 0] for pool in rows])
+        n_relevant = np.concatenate([pool[4][pool[4] > 0] for pool in rows])
+        able_weights, ndcg = search_simplex_weights(scores, valid, relevant, n_relevant)
+        weights = np.zeros(len(new_able), dtype=np.float32)
+        weights[able] = able_weights
+        logger.info("Hybrid: new products weights %s (validation NDCG@%d among new products %.4f over %d visitors)",
+                    np.round(weights, 3).tolist(), NDCG_K, ndcg, len(n_relevant))
+        self.validation_ndcg_["new_items_only"] = ndcg
+        return weights
+
+    def _learn_new_item_offset(self, pools: Mapping, new_weights: np.ndarray) -> float:
+        """How far new products compete with established ones: the offset best on whole lists."""
+        if not pools or not any((pool[2] & pool[3]).any() for pool in pools.values()):
+            return 0.0
+        best = (-1.0, 0.0)
+        for offset in NEW_ITEM_OFFSETS:
+            total, count = 0.0, 0
+            for scores, valid, relevant, is_new, n_relevant, regime_weights in pools.values():
+                blend = np.where(is_new, np.tensordot(new_weights, scores, axes=1) + offset,
+                                 np.tensordot(regime_weights, scores, axes=1))
+                total += ndcg_at_k(np.where(valid, blend, -np.inf), relevant, n_relevant).sum()
+                count += len(n_relevant)
+            if total / count > best[0] + 1e-9:
+                best = (total / count, offset)
+        logger.info("Hybrid: new products offset %.1f (validation NDCG@%d %.4f)", best[1], NDCG_K, best[0])
         self.validation_ndcg_["with_new_items"] = best[0]
-        return best[1], float(best[2])
+        return float(best[1])
 
     # --- scoring -------------------------------------------------------------------------------
     def _normalise(self, scores: np.ndarray) -> np.ndarray:
@@ -644,3 +659,21 @@ def search_simplex_weights(scores: np.ndarray, valid: np.ndarray, relevant: np.n
         if not improved:
             break
     return best_weights.astype(np.float32), best
+
+
+def _pool_part(normalised: list[np.ndarray], excluded: np.ndarray, relevant: np.ndarray, trained: np.ndarray,
+               pool_size: int) -> tuple:
+    """One batch's pool: the union of each component's ``pool_size`` best items outside ``excluded``."""
+    tops = np.hstack([top_k_batch(np.where(excluded, -np.inf, z), pool_size) for z in normalised])
+    tops.sort(axis=1)
+    safe = np.maximum(tops, 0)
+    valid = (tops >= 0) & ~np.take_along_axis(excluded, safe, axis=1)  # rows with fewer candidates than the pool
+    valid[:, 1:] &= tops[:, 1:] != tops[:, :-1]  # an item in several components' tops counts once
+    pooled = np.stack([np.take_along_axis(z, safe, axis=1) for z in normalised])
+    return pooled, valid, np.take_along_axis(relevant, safe, axis=1) & valid, ~trained[safe]
+
+
+def _join_parts(parts: list[tuple]) -> tuple:
+    return (np.concatenate([part[0] for part in parts], axis=1), np.concatenate([part[1] for part in parts]),
+            np.concatenate([part[2] for part in parts]), np.concatenate([part[3] for part in parts]))
+
