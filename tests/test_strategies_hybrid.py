@@ -164,6 +164,16 @@ def test_new_product_is_scored_by_content_with_the_learned_offset(hybrid, plante
     assert "gone" not in strategy.recommend(context, k=strategy.n_items).item_ids
 
 
+def test_new_product_weights_follow_the_component_that_ranks_new_products(planted):
+    """New-product weights are learned on held-out products alone: the text component wins over
+    one that knows nothing about a product nobody has bought (segment popularity's flat score)."""
+    strategy = HybridStrategy(**FAST_PARAMS, new_item_components=["segment_popularity", "content"]).fit(planted)
+    weights = dict(zip(strategy.component_keys_, strategy.new_item_weights_.tolist()))
+    assert weights["content"] > 0.7 and weights["item_knn"] == 0
+    assert strategy.new_item_weights_.sum() == pytest.approx(1.0)
+    assert strategy.validation_ndcg_["new_items_only"] > 0
+
+
 def test_normalise_scores_is_scale_free_and_never_vetoes():
     """Rows are standardised by their top scores: affine changes do nothing; -inf becomes the floor."""
     rng = np.random.default_rng(0)

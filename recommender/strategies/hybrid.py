@@ -238,10 +238,10 @@ class HybridStrategy(Strategy):
             self.components_ = self._fit_components(keys, dataset)
             self._set_equal_weights()
             return
-        fit_data, cases, trained_in_fit = validation
+        fit_data, cases, trained_in_fit, new_item_cases = validation
         components = self._fit_components(keys, fit_data)
         self.component_keys_ = list(components)
-        self._learn_weights(components, cases, trained_in_fit)
+        self._learn_weights(components, cases, trained_in_fit, new_item_cases)
         if self.params["refit"]:
             components = self._fit_components(self.component_keys_, dataset)
         self.components_ = components
@@ -289,13 +289,15 @@ class HybridStrategy(Strategy):
         fit_data = dataset.without_users(validation_ids)
         interacted = pd.unique(fit_data.interactions["item_id"].to_numpy())
         n_new = int(len(interacted) * self.params["validation_new_item_share"])
+        new_ids = rng.choice(interacted, size=n_new, replace=False) if n_new else interacted[:0]
         if n_new:
-            fit_data = fit_data.without_item_interactions(rng.choice(interacted, size=n_new, replace=False))
+            fit_data = fit_data.without_item_interactions(new_ids)
         trained_in_fit = np.bincount(fit_data.item_codes, minlength=dataset.n_items) > 0
 
         in_validation = dataset.interactions["user_id"].isin(set(validation_ids)).to_numpy()
         rank = event_rank_within_user(dataset)
         positive = relevant_mask(dataset, self.params["positive_threshold"])
+        new_item_cases = self._new_item_cases(dataset, ~in_validation, new_ids, positive, rng)
         counts = pd.Series(in_validation).groupby(dataset.interactions["user_id"].to_numpy()).transform("sum").to_numpy()
         cases = {}
         for label, _, _, reveal in REGIMES:
@@ -315,80 +317,104 @@ class HybridStrategy(Strategy):
         if not cases:
             logger.info("Hybrid: no regime has %d validation visitors; using equal weights", MIN_VALIDATION_CASES)
             return None
-        return fit_data, cases, trained_in_fit
+        return fit_data, cases, trained_in_fit, new_item_cases
 
-    def _candidate_pool(self, components: Mapping[str, Strategy], cases: ValidationCases, trained: np.ndarray):
-        """Normalised component scores over each case's candidate pools, from one scoring pass.
+    def _new_item_cases(self, dataset: Dataset, in_fit: np.ndarray, new_ids: np.ndarray, positive: np.ndarray,
+                        rng) -> ValidationCases | None:
+        """Fit-part users who had a held-out ("new") item: the new-item protocol inside training data.
 
-        Two pools per case: the union of components' tops over all items (for the regime
-        weights and the new-product offset) and the union of their tops over new items only
-        (for the new-product weights, which are all that orders new products among themselves).
-        Each pool is (scores (n_components, n_cases, pool), valid, relevant, is_new
-        (n_cases, pool), n_relevant (n_cases,)); the new-item pool counts only new relevant items.
+        Their context is what remains of their history in the fit part, and their relevant items
+        are the held-out products they chose; only new products are ranked for them.
+        """
+        from ..evaluation.protocols import relevance_matrix
+        from ..evaluation.runner import MAX_CONTEXT_EVENTS, user_contexts
+
+        held_out = dataset.interactions["item_id"].isin(set(new_ids)).to_numpy()
+        fit_rows = in_fit & ~held_out
+        user_column = dataset.interactions["user_id"].to_numpy()
+        users = np.intersect1d(pd.unique(user_column[in_fit & held_out & positive]), pd.unique(user_column[fit_rows]))
+        if len(users) < MIN_VALIDATION_CASES:
+            return None
+        if len(users) > int(self.params["max_validation_users"]):
+            users = rng.choice(users, size=int(self.params["max_validation_users"]), replace=False)
+        users = np.asarray(users, dtype=object)
+        known = relevance_matrix(dataset, users, fit_rows)
+        relevant = relevance_matrix(dataset, users, in_fit & held_out & positive)
+        contexts = user_contexts(dataset, users, fit_rows & dataset.interactions["user_id"].isin(set(users)).to_numpy(),
+                                 MAX_CONTEXT_EVENTS)
+        return ValidationCases(contexts, known, relevant)
+
+    def _candidate_pool(self, components: Mapping[str, Strategy], cases: ValidationCases, trained: np.ndarray,
+                        new_only: bool = False):
+        """Normalised component scores over each case's candidate pool (union of components' tops).
+
+        ``new_only``: the pool holds new products only (and only new relevant items count).
+        Returns (scores (n_components, n_cases, pool), valid, relevant, is_new (n_cases, pool),
+        n_relevant (n_cases,)).
         """
         pool_size = int(self.params["pool_size"])
-        full_parts, new_parts = [], []
+        parts = []
         for start in range(0, len(cases), SCORE_BATCH):
             contexts = cases.contexts[start:start + SCORE_BATCH]
-            known = cases.known[start:start + SCORE_BATCH].toarray() > 0
+            excluded = cases.known[start:start + SCORE_BATCH].toarray() > 0
+            if new_only:
+                excluded |= trained[None, :]
             relevant = cases.relevant[start:start + SCORE_BATCH].toarray() > 0
             normalised = [self._normalise(component.score_batch(contexts)) for component in components.values()]
-            full_parts.append(_pool_part(normalised, known, relevant, trained, pool_size))
-            new_parts.append(_pool_part(normalised, known | trained[None, :], relevant, trained, pool_size))
-        new_pool = _join_parts(new_parts)
-        new_pool = new_pool[:4] + ((cases.relevant[:, ~trained].getnnz(axis=1)),)
-        return _join_parts(full_parts) + (cases.relevant.getnnz(axis=1),), new_pool
+            parts.append(_pool_part(normalised, excluded, relevant, trained, pool_size))
+        n_relevant = (cases.relevant[:, ~trained] if new_only else cases.relevant).getnnz(axis=1)
+        return (np.concatenate([part[0] for part in parts], axis=1), np.concatenate([part[1] for part in parts]),
+                np.concatenate([part[2] for part in parts]), np.concatenate([part[3] for part in parts]), n_relevant)
 
     def _learn_weights(self, components: Mapping[str, Strategy], cases: Mapping[str, ValidationCases],
-                       trained: np.ndarray) -> None:
+                       trained: np.ndarray, new_item_cases: ValidationCases | None) -> None:
         """Per regime, the simplex weights over components that maximise validation NDCG@10."""
         n_components = len(components)
         new_able = np.array([key in self.params["new_item_components"] for key in components], dtype=bool)
         weights = np.full((len(REGIMES), n_components), 1.0 / n_components, dtype=np.float32)
-        pools, new_pools = {}, []
+        pools = {}
         for position, label in enumerate(REGIME_LABELS):
             if label not in cases:
                 if position:  # too few visitors with this many events: borrow from the regime below
                     weights[position] = weights[position - 1]
                 continue
-            (scores, valid, relevant, is_new, n_relevant), new_pool = self._candidate_pool(components, cases[label], trained)
+            scores, valid, relevant, is_new, n_relevant = self._candidate_pool(components, cases[label], trained)
             known_item = valid & ~is_new
             weights[position], ndcg = search_simplex_weights(scores, known_item, relevant, n_relevant)
             self.validation_ndcg_[label] = ndcg
             pools[label] = (scores, valid, relevant, is_new, n_relevant, weights[position])
-            new_pools.append(new_pool)
             logger.info("Hybrid: regime %s weights %s (validation NDCG@%d %.4f over %d visitors)", label,
                         dict(zip(components, np.round(weights[position], 3).tolist())), NDCG_K, ndcg, len(cases[label]))
         self.regime_weights_ = weights
-        new_weights = self._learn_new_item_weights(new_pools, new_able)
-        self.new_item_weights_ = new_weights
-        self.new_item_offset_ = self._learn_new_item_offset(pools, new_weights)
+        self.new_item_weights_ = self._learn_new_item_weights(components, new_item_cases, trained, new_able)
+        self.new_item_offset_ = self._learn_new_item_offset(pools, self.new_item_weights_)
 
-    def _learn_new_item_weights(self, new_pools: list[tuple], new_able: np.ndarray) -> np.ndarray:
+    def _learn_new_item_weights(self, components: Mapping[str, Strategy], cases: ValidationCases | None,
+                                trained: np.ndarray, new_able: np.ndarray) -> np.ndarray:
         """Weights over the components that can place new products, chosen on new products alone.
 
-        Only these weights order new products among themselves, so they are chosen on NDCG over
-        validation visitors' relevant *new* products, ranked among new products. (Choosing them
-        on the whole list, where established items fill almost every slot, left a near-flat
-        objective that picked a weaker component.)
+        Only these weights order new products among themselves, so they are chosen as the
+        new-item protocol measures: fit-part users rank the held-out products from their
+        remaining history, NDCG@10 over new products only. (Choosing them on cold visitors' whole
+        lists, where established items fill almost every slot, left a near-flat objective that
+        picked a weaker component.)
         """
-        default = new_able.astype(np.float32) / max(new_able.sum(), 1) if new_able.any() else None
-        if default is None:
+        if not new_able.any():
             return np.full(len(new_able), 1.0 / len(new_able), dtype=np.float32)
+        weights = new_able.astype(np.float32) / new_able.sum()
         able = np.flatnonzero(new_able)
-        rows = [pool for pool in new_pools if (pool[4] > 0).any()]
-        if len(able) == 1 or not rows:
-            return default
-        # every regime's pool is pool_size × n_components wide, so the rows stack
-        scores = np.concatenate([pool[0][able][:, pool[4] > 0] for pool in rows], axis=1)
-        valid = np.concatenate([pool[1][pool[4] > 0] for pool in rows])
-        relevant = np.concatenate([pool[2][pool[4] > 0] for pool in rows])
-        n_relevant = np.concatenate([pool[4][pool[4] > 0] for pool in rows])
-        able_weights, ndcg = search_simplex_weights(scores, valid, relevant, n_relevant)
-        weights = np.zeros(len(new_able), dtype=np.float32)
+        if len(able) == 1 or cases is None:
+            return weights
+        able_components = {key: components[key] for position, key in enumerate(components) if new_able[position]}
+        scores, valid, relevant, _, n_relevant = self._candidate_pool(able_components, cases, trained, new_only=True)
+        rows = n_relevant > 0
+        if rows.sum() < MIN_VALIDATION_CASES:
+            return weights
+        able_weights, ndcg = search_simplex_weights(scores[:, rows], valid[rows], relevant[rows], n_relevant[rows])
+        weights[:] = 0.0
         weights[able] = able_weights
-        logger.info("Hybrid: new products weights %s (validation NDCG@%d among new products %.4f over %d visitors)",
-                    np.round(weights, 3).tolist(), NDCG_K, ndcg, len(n_relevant))
+        logger.info("Hybrid: new products weights %s (validation NDCG@%d among new products %.4f over %d users)",
+                    dict(zip(able_components, np.round(able_weights, 3).tolist())), NDCG_K, ndcg, int(rows.sum()))
         self.validation_ndcg_["new_items_only"] = ndcg
         return weights
 
@@ -672,8 +698,4 @@ def _pool_part(normalised: list[np.ndarray], excluded: np.ndarray, relevant: np.
     pooled = np.stack([np.take_along_axis(z, safe, axis=1) for z in normalised])
     return pooled, valid, np.take_along_axis(relevant, safe, axis=1) & valid, ~trained[safe]
 
-
-def _join_parts(parts: list[tuple]) -> tuple:
-    return (np.concatenate([part[0] for part in parts], axis=1), np.concatenate([part[1] for part in parts]),
-            np.concatenate([part[2] for part in parts]), np.concatenate([part[3] for part in parts]))
 
