@@ -20,6 +20,25 @@ class TestGenerativeContract(StrategyContract):
     uses_events = True
 
 
+class TestAugmentedSegmentPopularityContract(StrategyContract):
+    """Segment popularity fitted with generated virtual users keeps the whole contract."""
+
+    strategy_key = "segment_popularity"
+    strategy_params = {"augment": {**TINY, "epochs": 3}}
+    uses_profile = True
+
+
+def test_augmented_segment_popularity_counts_its_virtual_users(planted):
+    """augment= fits a generative model first; the virtual users join the fit, not the item set."""
+    from recommender.strategies.popularity import SegmentPopularityStrategy
+
+    plain = SegmentPopularityStrategy().fit(planted)
+    augmented = SegmentPopularityStrategy(augment={
+        **TINY, "epochs": 3, "segments": [{"gender": "m", "age_band": "45–54"}], "n_per_segment": 5}).fit(planted)
+    assert plain.virtual_users_ == 0 and augmented.virtual_users_ == 5
+    assert np.array_equal(augmented.item_ids, plain.item_ids)
+
+
 @pytest.fixture(scope="module")
 def planted():
     return planted_dataset(n_users=200)

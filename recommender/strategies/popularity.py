@@ -9,6 +9,7 @@ users being evaluated).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import scipy.sparse as sp
 from ..data.dataset import Dataset
 from ..data.features import LOCATION_LEVELS, ProfileEncoder, describe_segment
 from .base import Context, Strategy, top_k_batch
+
+logger = logging.getLogger(__name__)
 
 WEIGHTINGS = ("events", "positive", "count")
 DEFAULT_LEVELS = (("gender", "age_band"), ("age_band",), ("gender",), ("country",))
@@ -330,6 +333,12 @@ class SegmentPopularityStrategy(Strategy):
     auto_tune
         Choose levels, shrinkage, weighting and half-life on a validation split of the
         training users.
+    augment
+        None, or params for a ``generative`` model (plus ``segments`` and ``n_per_segment`` for
+        its ``augment``) fitted first on the
+        training data to synthesise virtual users for sparse segments, which this strategy is
+        then fitted on as well (``GenerativeStrategy.augment``; needs torch). Off by default:
+        it helped this strategy only for brand-new visitors on Book-Crossing (docs/benchmarks.md).
     """
 
     key = "segment_popularity"
@@ -342,9 +351,13 @@ class SegmentPopularityStrategy(Strategy):
         "half_life_days": None,
         "positive_threshold": None,
         "auto_tune": True,
+        "augment": None,
     }
 
     def _fit(self, dataset: Dataset) -> None:
+        self.virtual_users_ = 0
+        if self.params["augment"] is not None:
+            dataset = self._augmented(dataset)
         self.encoder_ = ProfileEncoder()
         # Tokenising profiles is the slow part: do it once (one table) for fitting and tuning.
         self._token_table = self.encoder_.fit_token_table(dataset.users)
@@ -362,6 +375,18 @@ class SegmentPopularityStrategy(Strategy):
         # Kept for a strategy built on this one (demographic) to reuse; it drops it after.
         self.training_token_table_ = self._token_table
         del self._token_table
+
+    def _augmented(self, dataset: Dataset) -> Dataset:
+        """``dataset`` plus the virtual users a generative model fitted on it synthesises."""
+        from .generative import GenerativeStrategy  # torch: imported only when asked for
+
+        options = dict(self.params["augment"])
+        growth = {key: options.pop(key) for key in ("segments", "n_per_segment") if key in options}
+        generator = GenerativeStrategy(seed=self.seed, **options).fit(dataset)
+        augmented = generator.augment(dataset, **growth)
+        self.virtual_users_ = int(augmented.meta.get("virtual_users", 0))
+        logger.info("segment_popularity: fitted with %d virtual users", self.virtual_users_)
+        return augmented
 
     # --- fitting ----------------------------------------------------------------------------------
     def _user_tokens(self, dataset: Dataset, user_ids=None) -> pd.DataFrame:
