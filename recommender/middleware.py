@@ -1,8 +1,8 @@
 """A clean 503 while the database cannot be reached.
 
 Add ``"recommender.middleware.DatabaseUnavailableMiddleware"`` to ``MIDDLEWARE`` (last is
-fine). When a view, a template or anything they call (the session, ``request.user``) raises a
-connection-level database error, the visitor gets a 503 with ``Retry-After`` instead of
+fine). When a view, a template or anything they call (the session, ``request.user``) raises an
+error saying the database cannot serve now (see ``database_unavailable``), the visitor gets a 503 with ``Retry-After`` instead of
 Django's 500: a JSON body for API clients, a plain "temporarily unavailable" page for
 browsers (template ``recommender/unavailable.html``, rendered without the request so no
 context processor touches the database). One error is logged per refused request, without a

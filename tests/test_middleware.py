@@ -85,7 +85,7 @@ def test_each_refused_request_is_logged_once_as_an_error_with_the_reason(caplog)
     Django's own "Service Unavailable" line is not added."""
     caplog.set_level(logging.INFO)
     with database_down():
-        APIClient().post("/api/events/", {"events": []}, format="json")
+        assert APIClient().post("/api/events/", {"events": []}, format="json").status_code == 503
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(errors) == 1, [record.getMessage() for record in errors]
     assert errors[0].name == "recommender.middleware"
