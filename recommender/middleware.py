@@ -2,10 +2,10 @@
 
 Add ``"recommender.middleware.DatabaseUnavailableMiddleware"`` to ``MIDDLEWARE`` (last is
 fine). When a view, a template or anything they call (the session, ``request.user``) raises an
-error saying the database cannot serve now (see ``database_unavailable``), the visitor gets a 503 with ``Retry-After`` instead of
-Django's 500: a JSON body for API clients, a plain "temporarily unavailable" page for
-browsers (template ``recommender/unavailable.html``, rendered without the request so no
-context processor touches the database). One error is logged per refused request, without a
+error saying the database cannot serve now (see ``database_unavailable``), the visitor gets a
+503 with ``Retry-After`` instead of Django's 500: a JSON body for API clients, a plain
+"temporarily unavailable" page for browsers (template ``recommender/unavailable.html``,
+rendered without the request so no context processor touches the database). One error is logged per refused request, without a
 traceback. The next request reconnects by itself when the host's database settings enable
 ``CONN_HEALTH_CHECKS`` (or use ``CONN_MAX_AGE = 0``).
 
