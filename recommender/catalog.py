@@ -95,11 +95,15 @@ class CatalogAdapter:
 
     def in_stock_pks(self, pks):
         """Return the subset of ``pks`` that can be sold now."""
+        return set(self._in_stock(self.model._default_manager.filter(pk__in=list(pks))).values_list("pk", flat=True))
+
+    def in_stock_products(self, pks):
+        """``{pk: product}`` of those ``pks`` that ``queryset()`` offers and can be sold now: one query."""
+        return self._in_stock(self.queryset()).in_bulk(list(pks))
+
+    def _in_stock(self, queryset):
         path = self.field_paths["in_stock"]
-        queryset = self.model._default_manager.filter(pk__in=list(pks))
-        if path:
-            queryset = queryset.filter(**{path: True})
-        return set(queryset.values_list("pk", flat=True))
+        return queryset.filter(**{path: True}) if path else queryset
 
     def pk_from_string(self, value):
         """Convert an id from the outside world (API, beacon, bundle) to a primary key value."""

@@ -511,6 +511,11 @@ def recent_events(user=None, visitor_key="", limit=None, event_types=None):
     in ``event_types``: being shown a product says nothing about the visitor's taste.
     A strategy's ``Context.events`` are oldest first: reverse the list.
     """
+    return [event for _, event in recent_event_rows(user, visitor_key, limit, event_types)]
+
+
+def recent_event_rows(user=None, visitor_key="", limit=None, event_types=None):
+    """``recent_events`` as ``(interaction pk, Event)`` pairs: the newest pk stamps what is known."""
     from .strategies.base import Event
 
     if user is not None and user.is_authenticated:
@@ -525,9 +530,9 @@ def recent_events(user=None, visitor_key="", limit=None, event_types=None):
     rows = (
         queryset.filter(event__in=list(event_types))
         .order_by("-timestamp", "-pk")
-        .values_list("product_id", "event", "timestamp", "dwell_seconds", "value")[:limit]
+        .values_list("pk", "product_id", "event", "timestamp", "dwell_seconds", "value")[:limit]
     )
     return [
-        Event(item_id=str(product_id), event=event, timestamp=moment.timestamp(), dwell_seconds=dwell, value=value)
-        for product_id, event, moment, dwell, value in rows
+        (pk, Event(item_id=str(product_id), event=event, timestamp=moment.timestamp(), dwell_seconds=dwell, value=value))
+        for pk, product_id, event, moment, dwell, value in rows
     ]

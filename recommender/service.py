@@ -26,7 +26,7 @@ from django.db.models import Count
 from .catalog import get_adapter
 from .conf import settings
 from .models import EventType, Interaction, UserProfile
-from .strategies.base import Context, Recommendations
+from .strategies.base import Context, Event, Recommendations
 
 logger = logging.getLogger(__name__)
 
@@ -203,14 +203,19 @@ def strategy_chain(chosen: str, has_events: bool = False) -> list[str]:
 
 
 # --- context ---------------------------------------------------------------------------------
-def recent_context_events(visitor: Visitor) -> tuple[Event, ...]:
-    """The visitor's recent events as strategy ``Event``s, oldest first (impressions left out)."""
+def known_events(visitor: Visitor) -> tuple[tuple[Event, ...], str]:
+    """The visitor's recent events, oldest first (impressions left out), and a stamp of the newest.
+
+    One query: the stamp (the newest event's id) goes into the cache key, so a new click shows
+    on the next page, and the events are the context when the list is not cached.
+    """
+    if not visitor.known:
+        return (), "-"
     from . import events
 
-    newest_first = events.recent_events(
-        user=visitor.user, visitor_key=visitor.visitor_key, limit=settings.SESSION_HISTORY_LENGTH
-    )
-    return tuple(reversed(newest_first))
+    rows = events.recent_event_rows(user=visitor.user, visitor_key=visitor.visitor_key,
+                                    limit=settings.SESSION_HISTORY_LENGTH)
+    return tuple(event for _, event in reversed(rows)), str(rows[0][0]) if rows else "0"
 
 
 def bought_item_ids(visitor: Visitor) -> set[str]:
@@ -218,20 +223,6 @@ def bought_item_ids(visitor: Visitor) -> set[str]:
         return set()
     purchased = visitor.interactions().filter(event=EventType.PURCHASE).values_list("product_id", flat=True)
     return {str(pk) for pk in purchased.distinct()}
-
-
-def latest_event_stamp(visitor: Visitor) -> str:
-    """Id of the visitor's latest event that can change recommendations (impressions cannot)."""
-    if not visitor.known:
-        return "-"
-    latest = (
-        visitor.interactions()
-        .exclude(event=EventType.IMPRESSION)
-        .order_by("-timestamp", "-pk")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    return str(latest or 0)
 
 
 # --- serving ---------------------------------------------------------------------------------
@@ -250,9 +241,9 @@ def recommend(*, user=None, visitor_key="", request=None, placement="home", prod
     consent = profile is None or profile.personalization_consent
     arm = assign_arm(visitor.identity) if consent and strategy is None else ""
     stamp = models_stamp()
+    context_events, event_stamp = known_events(visitor) if consent else ((), "-")
     cache_key = _cache_key(
-        visitor.identity if consent else "no-consent", placement, product_id, k, stamp,
-        latest_event_stamp(visitor) if consent else "-", strategy or arm,
+        visitor.identity if consent else "no-consent", placement, product_id, k, stamp, event_stamp, strategy or arm,
     )
     payload = _cache_get(cache_key)
     cached = payload is not None
@@ -261,7 +252,7 @@ def recommend(*, user=None, visitor_key="", request=None, placement="home", prod
         if consent:
             context = Context(
                 profile=profile.as_features() if profile else {},
-                events=recent_context_events(visitor) if visitor.known else (),
+                events=context_events,
                 product_id=product_id,
                 user_id=str(visitor.user.pk) if visitor.user is not None else None,
             )
@@ -310,6 +301,7 @@ def _rank(context: Context, chain: list[str], k: int, exclude: set[str], placeme
 
 
 def _in_stock_top(ranked: Recommendations, k: int, exclude: set[str], strategy: str) -> dict:
+    """The first ``k`` ranked items that are sellable now, with their product rows (one query)."""
     adapter = get_adapter()
     candidates = [(item_id, score, reason) for item_id, score, reason in ranked if item_id not in exclude]
     pks = {}
@@ -318,31 +310,30 @@ def _in_stock_top(ranked: Recommendations, k: int, exclude: set[str], strategy: 
             pks[item_id] = adapter.pk_from_string(item_id)
         except Exception:
             continue  # an id from another catalog (a model trained on a bundle) is not sellable here
-    in_stock = {str(pk) for pk in adapter.in_stock_pks(pks.values())} if pks else set()
-    kept = [row for row in candidates if row[0] in in_stock][:k]
+    products = adapter.in_stock_products(pks.values()) if pks else {}
+    kept = [(item_id, score, reason) for item_id, score, reason in candidates
+            if item_id in pks and pks[item_id] in products][:k]
     return {
         "item_ids": [item_id for item_id, _, _ in kept],
         "scores": [float(score) for _, score, _ in kept],
         "reasons": [reason for _, _, reason in kept],
+        "products": [products[pks[item_id]] for item_id, _, _ in kept],
         "strategy": strategy,
     }
 
 
 def _with_products(payload) -> dict:
-    """Replace the ranked ids by ``ServedItem``s with their product rows, fetched in one query.
+    """Turn the ranked ids and their product rows into ``ServedItem``s.
 
     The rows are cached with the list (for ``CACHE_TIMEOUT`` at most), so a cache hit costs no
     query at all.
     """
     adapter = get_adapter()
-    pks = [adapter.pk_from_string(item_id) for item_id in payload["item_ids"]]
-    products = adapter.queryset().in_bulk(pks)
     items = [
-        ServedItem(product=products[pk], item_id=item_id, score=score, reason=reason,
-                   title=adapter.title_of(products[pk]), price=product_attribute(products[pk], "price"),
-                   url=_url_of(products[pk]))
-        for pk, item_id, score, reason in zip(pks, payload["item_ids"], payload["scores"], payload["reasons"])
-        if pk in products
+        ServedItem(product=product, item_id=item_id, score=score, reason=reason, title=adapter.title_of(product),
+                   price=product_attribute(product, "price"), url=_url_of(product))
+        for item_id, score, reason, product in zip(payload["item_ids"], payload["scores"], payload["reasons"],
+                                                   payload["products"])
     ]
     return {"items": items, "strategy": payload["strategy"]}
 

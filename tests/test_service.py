@@ -122,6 +122,18 @@ def test_results_are_cached_until_the_visitor_acts(models, products, django_asse
         service.recommend(visitor_key="v1", k=3)
 
 
+def test_a_cache_miss_costs_four_queries(models, products, django_assert_num_queries):
+    """Profile, recent events (whose newest id stamps the cache key), purchases, and the
+    in-stock product rows of the ranked candidates: four queries, however long the list."""
+    events.record([{"product": products[0].pk, "event": "click"}, {"product": products[1].pk, "event": "view"}],
+                  visitor_key="v1")
+    service.recommend(visitor_key="v1", k=3)  # loads the models' version stamp once
+    events.record([{"product": products[2].pk, "event": "click"}], visitor_key="v1")
+    with django_assert_num_queries(4):
+        served = service.recommend(visitor_key="v1", k=6)
+    assert not served.cached and len(served) == 6
+
+
 def test_cached_results_differ_per_visitor_placement_and_k(models):
     """The cache key separates visitors, placements and k."""
     service.recommend(visitor_key="v1", k=3)
