@@ -693,9 +693,7 @@ def _pool_part(normalised: list[np.ndarray], excluded: np.ndarray, relevant: np.
     tops = np.hstack([top_k_batch(np.where(excluded, -np.inf, z), pool_size) for z in normalised])
     tops.sort(axis=1)
     safe = np.maximum(tops, 0)
-    valid = (tops >= 0) & ~np.take_along_axis(excluded, safe, axis=1)  # rows with fewer candidates than the pool
+    valid = tops >= 0  # -1 pads a row with fewer finite candidates than the pool
     valid[:, 1:] &= tops[:, 1:] != tops[:, :-1]  # an item in several components' tops counts once
     pooled = np.stack([np.take_along_axis(z, safe, axis=1) for z in normalised])
     return pooled, valid, np.take_along_axis(relevant, safe, axis=1) & valid, ~trained[safe]
-
-
