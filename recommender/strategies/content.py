@@ -364,8 +364,12 @@ class ContentStrategy(Strategy):
             with one_blas_thread():
                 similarity = self.blend_weight_ * (self.item_vectors_ @ (taste * (np.float32(1.0) / norm)))
             if self.word_vectors_ is not None and self.blend_weight_ < 1:
-                word_taste = _cosine_rows(sp.csr_matrix(weights[None, :]), self.word_vectors_[positions])
-                similarity += (1.0 - self.blend_weight_) * _dense(self.word_vectors_ @ word_taste.T).ravel()
+                # Dense taste and sparse matrix × dense vector products: one pass over the
+                # non-zeros each (sparse × sparse products took ~8× longer at 10k products).
+                word_taste = np.asarray(self.word_vectors_[positions].T @ weights, dtype=np.float32).ravel()
+                word_norm = np.linalg.norm(word_taste)
+                if word_norm > 0:
+                    similarity += (1.0 - self.blend_weight_) * (self.word_vectors_ @ (word_taste / word_norm))
             scores = (similarity + float(self.params["popularity_weight"]) * self.popularity_).astype(np.float32)
         scores[positions[weights != 0]] = -np.inf
         return scores
