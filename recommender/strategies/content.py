@@ -31,7 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.dataset import DEFAULT_EVENT_WEIGHTS, Dataset
-from .base import Context, Recommendations, Strategy, top_k_batch, top_k_indices
+from .base import Context, Recommendations, Strategy, top_k_batch
 from .caching import one_blas_thread
 from .text import (EmbeddingCache, SentenceEncoder, TextModelUnavailable, TfidfEncoder, encoder_from_state,
                    make_encoder, text_key)
