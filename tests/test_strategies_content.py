@@ -11,7 +11,7 @@ from recommender.strategies.base import Context, Event, Strategy
 from recommender.strategies.content import ContentStrategy, TfidfContentStrategy
 from recommender.strategies.registry import create_strategy
 from recommender.testing.contract import StrategyContract
-from recommender.testing.factories import new_items_frame, planted_dataset
+from recommender.testing.factories import planted_dataset
 
 
 class TestContentContract(StrategyContract):

@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.dataset import Dataset
-from ..data.features import ProfileEncoder, describe_segment
+from ..data.features import describe_segment
 from .base import Context, Strategy, top_k_batch
 from .caching import LRUCache, profile_key
 from .knn import (EVENT_VERBS, dense_block, event_query_matrix, event_query_row, item_cosine_similarity,
