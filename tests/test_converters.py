@@ -26,10 +26,10 @@ def test_movielens_100k_layout():
     assert dataset.counts() == {"users": 4, "items": 5, "interactions": 7}
     assert dataset.items.loc["3", "title"] == "Café Lumière (1996)"  # latin-1 decoded
     assert dataset.items.loc["1", "category"] == "Animation|Children's|Comedy"
-    assert dataset.users.loc["2"].to_dict() == {"age": 53, "gender": "f", "occupation": "other", "zip_code": "94043"}
+    assert dataset.users.loc["2"].to_dict() == {"age": 53, "gender": "f", "occupation": "other", "zip_code": "20002"}
     first = dataset.interactions.iloc[0]
     assert (first["user_id"], first["item_id"], first["event"], first["value"], first["timestamp"]) == (
-        "1", "1", "rating", 5.0, 874965758.0)
+        "1", "1", "rating", 5.0, 880000100.0)
     assert dataset.interactions["timestamp"].is_monotonic_increasing
 
 
@@ -48,7 +48,7 @@ def test_movielens_1m_layout():
     assert dataset.items.loc["4", "title"] == "Señor Night Shift (1994)"
     assert dataset.items.loc["3", "category"] == "Drama|Romance"
     assert dataset.users.loc["1"].to_dict() == {"age": 16, "gender": "f", "occupation": "K-12 student",
-                                                "zip_code": "48067"}
+                                                "zip_code": "10001"}
     assert dataset.users.loc["2", "occupation"] == "self-employed"
     assert set(dataset.interactions["event"]) == {"rating"}
     assert dataset.interactions["value"].sum() == 31
