@@ -13,7 +13,7 @@ from recommender import reports, training
 from recommender.models import EvaluationRun, Interaction, ModelVersion, Rating
 from recommender.testing.factories import make_product
 
-from .training_support import forget_training_cache_keys, seed_shop
+from .training_support import eager_celery, fresh_training_state, seed_shop
 
 Status = ModelVersion.Status
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -22,24 +22,15 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(autouse=True)
 def fresh_serving_state():
     """Each test starts with no loaded models and no training locks in this process."""
-    forget_training_cache_keys()
-    for key in ("popularity", "segment_popularity"):
-        training._cache().delete(training.LOCK_KEY.format(key))
-    training.forget_loaded_models()
-    yield
-    training.forget_loaded_models()
+    with fresh_training_state(locked_keys=("popularity", "segment_popularity")):
+        yield
 
 
 @pytest.fixture
 def eager_tasks():
-    """Tasks run in this process even where a broker is configured."""
-    from celery import current_app
-
-    conf = current_app.conf
-    saved = conf.task_always_eager, conf.task_eager_propagates
-    conf.task_always_eager, conf.task_eager_propagates = True, False
-    yield
-    conf.task_always_eager, conf.task_eager_propagates = saved
+    """Tasks run in this process even where a broker is configured (failures recorded, not raised)."""
+    with eager_celery(propagate=False):
+        yield
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from recommender.conf import settings
 from recommender.models import ModelVersion
 from recommender.testing.factories import planted_dataset
 
-from .training_support import ToyStrategy, forget_training_cache_keys
+from .training_support import ToyStrategy, fresh_training_state
 
 Status = ModelVersion.Status
 
@@ -21,11 +21,9 @@ Status = ModelVersion.Status
 @pytest.fixture(autouse=True)
 def fresh_serving_state():
     """No cache entries, loaded models or downloaded copies from an earlier test."""
-    forget_training_cache_keys()
     shutil.rmtree(artifacts.local_cache_root())
-    training.forget_loaded_models()
-    yield
-    training.forget_loaded_models()
+    with fresh_training_state():
+        yield
 
 
 @pytest.fixture

@@ -15,15 +15,13 @@ from recommender.artifacts import get_storage
 from recommender.models import Interaction, Rating, UserProfile
 from recommender.testing.factories import make_product
 
-from .training_support import forget_training_cache_keys, seed_shop
+from .training_support import fresh_training_state, seed_shop
 
 
 @pytest.fixture(autouse=True)
 def fresh_serving_state():
-    forget_training_cache_keys()
-    training.forget_loaded_models()
-    yield
-    training.forget_loaded_models()
+    with fresh_training_state():
+        yield
 
 
 def person_with_data(username="alice", email="alice@example.com"):

@@ -14,8 +14,8 @@ from recommender.data.snapshot import build_dataset_from_db
 from recommender.models import Interaction, ModelVersion
 from recommender.testing.factories import planted_dataset
 
-from .training_support import (FAILING_PATH, TOY_PATH, ToyStrategy, forget_training_cache_keys, seed_shop,
-                               strategies_settings)
+from .training_support import (FAILING_PATH, TOY_PATH, ToyStrategy, eager_celery, forget_training_cache_keys,
+                               fresh_training_state, seed_shop, strategies_settings)
 
 Status = ModelVersion.Status
 
@@ -23,22 +23,15 @@ Status = ModelVersion.Status
 @pytest.fixture(autouse=True)
 def fresh_serving_state():
     """Each test starts with an empty cache and no loaded models in this process."""
-    forget_training_cache_keys()
-    training.forget_loaded_models()
-    yield
-    training.forget_loaded_models()
+    with fresh_training_state():
+        yield
 
 
 @pytest.fixture
 def eager_tasks():
     """Tasks run in this process even where a broker is configured: no worker serves these tests."""
-    from celery import current_app
-
-    conf = current_app.conf
-    saved = conf.task_always_eager, conf.task_eager_propagates
-    conf.task_always_eager = conf.task_eager_propagates = True
-    yield
-    conf.task_always_eager, conf.task_eager_propagates = saved
+    with eager_celery(propagate=True):
+        yield
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ written into the database through the catalog adapter (so the tests run on any h
 import datetime
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,37 @@ def forget_training_cache_keys():
 
     keys = [training.STAMP_KEY] + [training.LOCK_KEY.format(key) for key in ("toy", "toy2", "blocking")]
     caches[settings.CACHE_ALIAS].delete_many(keys)
+
+
+@contextmanager
+def fresh_training_state(locked_keys=()):
+    """No training cache keys, no training locks of ``locked_keys`` and no loaded models in this
+    process on entry; loaded models forgotten again on exit."""
+    from recommender import training
+
+    forget_training_cache_keys()
+    for key in locked_keys:
+        training._cache().delete(training.LOCK_KEY.format(key))
+    training.forget_loaded_models()
+    try:
+        yield
+    finally:
+        training.forget_loaded_models()
+
+
+@contextmanager
+def eager_celery(propagate: bool):
+    """Tasks run in this process even where a broker is configured; ``propagate``: their
+    exceptions are raised to the caller (else recorded on the result, as a worker would)."""
+    from celery import current_app
+
+    conf = current_app.conf
+    saved = conf.task_always_eager, conf.task_eager_propagates
+    conf.task_always_eager, conf.task_eager_propagates = True, propagate
+    try:
+        yield
+    finally:
+        conf.task_always_eager, conf.task_eager_propagates = saved
 
 
 def strategies_settings(**paths):
