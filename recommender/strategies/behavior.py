@@ -21,7 +21,6 @@ sessions are in-sample. An empty context is predicted from the profile token alo
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from ..data.dataset import EVENT_TYPES, INTERACTION_COLUMNS, Dataset
 from ..data.features import ProfileEncoder
 from .base import Context, Event, Strategy
 from .torch_support import (
+    TrainingBudget,
     copy_state,
     load_torch_state,
     profile_bags,
@@ -382,16 +382,14 @@ class _Trainer:
         train_rows = order[len(validation_rows):]
         validation_negatives = self._negatives()
         best_score, best_state, best_epoch, scores = -np.inf, None, 0, []
-        started = time.perf_counter()
-        budget = None if params["max_seconds"] is None else float(params["max_seconds"])
-        epochs_run, over_budget = 0, False
+        budget = TrainingBudget(params["max_seconds"])
+        epochs_run = 0
         for epoch in range(int(params["epochs"])):
-            epoch_started = time.perf_counter()
+            budget.start_epoch()
             self.network.train()
             for batch in self._batches(train_rows):
                 self._step(batch)
-                if budget is not None and time.perf_counter() - started > budget:
-                    over_budget = True
+                if budget.exhausted():
                     break
             epochs_run += 1
             if len(validation_rows):
@@ -401,17 +399,13 @@ class _Trainer:
                     best_score, best_state, best_epoch = score, copy_state(self.network), epoch
                 elif epoch - best_epoch >= int(params["patience"]):
                     break
-            # Stop before an epoch that would overrun the budget (epochs cost about the same).
-            elapsed = time.perf_counter() - started
-            if budget is not None and elapsed + (time.perf_counter() - epoch_started) > budget:
-                over_budget = over_budget or epoch + 1 < int(params["epochs"])
-            if over_budget:
-                logger.info("behavior: stopped after %d epochs by max_seconds=%g", epochs_run, budget)
+            if budget.end_epoch(more_epochs=epoch + 1 < int(params["epochs"])):
+                logger.info("behavior: stopped after %d epochs by max_seconds=%g", epochs_run, budget.seconds)
                 break
         if best_state is not None:
             self.network.load_state_dict(best_state)
         return {"validation_auc": scores, "best_epoch": best_epoch, "epochs_run": epochs_run,
-                "stopped_by_budget": over_budget, "seconds": round(time.perf_counter() - started, 3)}
+                "stopped_by_budget": budget.stopped, "seconds": round(budget.elapsed, 3)}
 
     def _batches(self, rows: np.ndarray) -> list[np.ndarray]:
         """Batches of users of similar length (less padding), in a shuffled order."""

@@ -24,7 +24,6 @@ real users, interactions drawn from the decoder) to train other strategies.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from ..data.dataset import Dataset
 from ..data.features import ProfileEncoder, describe_segment, segment_of
 from .base import Context, Strategy
 from .torch_support import (
+    TrainingBudget,
     copy_state,
     csr_bags,
     load_torch_state,
@@ -402,22 +402,20 @@ class _Trainer:
 
     def run(self, train_rows: np.ndarray, validation_rows: np.ndarray) -> dict:
         params = self.params
-        started = time.perf_counter()
-        budget = None if params["max_seconds"] is None else float(params["max_seconds"])
+        budget = TrainingBudget(params["max_seconds"])
         validation = self._validation_batch(validation_rows)
         best_score, best_state, best_epoch, scores = -np.inf, None, 0, []
         steps_per_epoch = max(1, int(np.ceil(len(train_rows) / int(params["batch_size"]))))
         anneal_steps = max(1, int(params["anneal_epochs"]) * steps_per_epoch)
-        step, epochs_run, over_budget = 0, 0, False
+        step, epochs_run = 0, 0
         for epoch in range(int(params["epochs"])):
-            epoch_started = time.perf_counter()
+            budget.start_epoch()
             self.network.train()
             for batch in np.array_split(self.rng.permutation(train_rows), steps_per_epoch):
                 beta = float(params["beta_max"]) * min(1.0, step / anneal_steps)
                 self.network.train_step(self._batch(batch), beta, params)
                 step += 1
-                if budget is not None and time.perf_counter() - started > budget:
-                    over_budget = True
+                if budget.exhausted():
                     break
             epochs_run += 1
             if validation is not None:
@@ -428,16 +426,12 @@ class _Trainer:
                 elif epoch >= int(params["anneal_epochs"]) and epoch - best_epoch >= int(params["patience"]):
                     # Not during the KL anneal: the validation score dips while the KL weight grows.
                     break
-            elapsed = time.perf_counter() - started
-            # Stop before an epoch that would overrun the budget (epochs cost about the same).
-            if budget is not None and elapsed + (time.perf_counter() - epoch_started) > budget:
-                over_budget = over_budget or epoch + 1 < int(params["epochs"])
-            if over_budget:
+            if budget.end_epoch(more_epochs=epoch + 1 < int(params["epochs"])):
                 break
         if best_state is not None:
             self.network.load_state_dict(best_state)
         return {"validation_auc": scores, "best_epoch": best_epoch, "epochs_run": epochs_run, "steps": step,
-                "stopped_by_budget": over_budget, "seconds": round(time.perf_counter() - started, 3)}
+                "stopped_by_budget": budget.stopped, "seconds": round(budget.elapsed, 3)}
 
     def _rows_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(batch row, vocabulary column) of every interaction of history rows ``rows``."""

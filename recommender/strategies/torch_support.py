@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,41 @@ import scipy.sparse as sp
 from django.core.exceptions import ImproperlyConfigured
 
 TORCH_REQUIREMENT = "torch==2.13.0"
+
+
+class TrainingBudget:
+    """Wall-clock cap on a training loop (``seconds`` None: no cap).
+
+    Call ``exhausted()`` after each step (training stops mid-epoch once the cap is passed),
+    ``start_epoch()`` before each epoch and ``end_epoch(more_epochs)`` after it: it also stops
+    before another epoch that would overrun the cap (epochs cost about the same). ``stopped``
+    says whether the cap cut training short.
+    """
+
+    def __init__(self, seconds: float | None):
+        self.seconds = None if seconds is None else float(seconds)
+        self.started = self._epoch_started = time.perf_counter()
+        self.stopped = False
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def start_epoch(self) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def exhausted(self) -> bool:
+        if self.seconds is not None and self.elapsed > self.seconds:
+            self.stopped = True
+        return self.stopped
+
+    def end_epoch(self, more_epochs: bool) -> bool:
+        """Whether to stop now: the cap was passed, or one more epoch like the last would pass it."""
+        if self.seconds is not None and more_epochs:
+            last_epoch = time.perf_counter() - self._epoch_started
+            if self.elapsed + last_epoch > self.seconds:
+                self.stopped = True
+        return self.stopped
 
 
 def require_torch():
