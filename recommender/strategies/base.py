@@ -280,13 +280,17 @@ class Strategy:
         scores = self.score(context).copy()
         excluded = self.item_positions(exclude)
         scores[excluded[excluded >= 0]] = -np.inf
-        positions = top_k_indices(scores, int(k))
+        positions = self._top_k(scores, int(k))
         return Recommendations(
             item_ids=[str(i) for i in self.item_ids[positions]],
             scores=scores[positions],
             reasons=self._explain(context, positions),
             strategy=self.key,
         )
+
+    def _top_k(self, scores: np.ndarray, k: int) -> np.ndarray:
+        """Positions of the list ``recommend`` returns, best first (a strategy with list rules overrides it)."""
+        return top_k_indices(scores, k)
 
     def add_items(self, new_items: pd.DataFrame) -> int:
         """Make products added after training known (no refit); returns how many were new.

@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from django.core.exceptions import ImproperlyConfigured
 
 from ..data.dataset import Dataset, _as_bool
-from .base import Context, Recommendations, Strategy, index_positions, top_k_batch, top_k_indices
+from .base import Context, Strategy, index_positions, top_k_batch, top_k_indices
 from .caching import LRUCache, one_blas_thread
 
 logger = logging.getLogger(__name__)
@@ -532,21 +532,9 @@ class HybridStrategy(Strategy):
         return reasons
 
     # --- business rules on the list ------------------------------------------------------------
-    def recommend(self, context: Context | None = None, k: int = 10, exclude=()) -> Recommendations:
-        """Top ``k`` items, never excluded, with at most ``max_category_share`` of them from one category."""
-        if not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        context = context or Context()
-        scores = self.score(context).copy()
-        excluded = self.item_positions(exclude)
-        scores[excluded[excluded >= 0]] = -np.inf
-        positions = self.diversified_top_k(scores, int(k))
-        return Recommendations(
-            item_ids=[str(i) for i in self.item_ids[positions]],
-            scores=scores[positions],
-            reasons=self._explain(context, positions),
-            strategy=self.key,
-        )
+    def _top_k(self, scores: np.ndarray, k: int) -> np.ndarray:
+        """``recommend``'s list: never excluded, at most ``max_category_share`` of it from one category."""
+        return self.diversified_top_k(scores, k)
 
     @property
     def max_category_share(self) -> float:
