@@ -16,7 +16,7 @@
 
 The catalogue and events are the synthetic shop (``recommender.data.synthetic``); at the first
 size its products are written to a throw-away SQLite database and the fitted strategy is saved
-as a real artifact and activated, so gunicorn serves it through ``training.get_active_strategy``.
+as a real artifact and activated, so gunicorn serves it through ``serving.loaded_models.get_active_strategy``.
 Prints a table and writes ``benchmarks/results/serving.json``; ``--markdown`` also rewrites the
 "Serving" section of ``docs/benchmarks.md``.
 """

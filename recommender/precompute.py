@@ -22,7 +22,9 @@ from django.utils import timezone
 
 from .conf import settings
 from .models import EventType, Interaction, UserProfile
-from .strategies.base import Context, Event, top_k_batch
+from .serving import loaded_models
+from .serving.context import EVENT_COLUMNS, context_builder
+from .strategies.base import Context, top_k_batch
 
 KEY = "recommender:precomputed:{strategy}:{version}:{user}"
 
@@ -54,11 +56,10 @@ def fan_out(strategy_key: str | None = None, chunk_size: int | None = None) -> d
     """Queue one chunk task per ``chunk_size`` warm users (a Celery group); return counts."""
     from celery import group
 
-    from . import training
     from .tasks import precompute_chunk_task
 
     strategy_key = strategy_key or settings.DEFAULT_STRATEGY
-    version_id = training.active_version_ids().get(strategy_key)
+    version_id = loaded_models.active_version_ids().get(strategy_key)
     if version_id is None:
         return {"strategy": strategy_key, "users": 0, "chunks": 0, "reason": "no active version"}
     user_pks = warm_user_pks()
@@ -75,9 +76,7 @@ def precompute_for_users(strategy_key: str, version_id: int, user_pks: list, k: 
     Does nothing (returns 0) when ``version_id`` is no longer the active version: the task was
     queued before an activation, and the new version gets its own run.
     """
-    from . import training
-
-    strategy = training.get_active_strategy(strategy_key)
+    strategy = loaded_models.get_active_strategy(strategy_key)
     if strategy is None or getattr(strategy, "version_id", None) != version_id or not user_pks:
         return 0
     k = int(k or settings.PRECOMPUTE_SIZE)
@@ -107,23 +106,21 @@ def user_contexts(user_pks: list) -> tuple[list[Context], dict, list[set[str]]]:
     Three queries whatever the number of users: profiles, the latest ``SESSION_HISTORY_LENGTH``
     events per user (a window function), and purchases.
     """
+    builder = context_builder()
     profiles = {profile.user_id: profile for profile in UserProfile.objects.filter(user_id__in=user_pks)}
     recent = (
-        Interaction.objects.filter(user_id__in=user_pks)
-        .exclude(event=EventType.IMPRESSION)
+        Interaction.objects.filter(user_id__in=user_pks, event__in=builder.event_types)
         .annotate(newest_first=Window(RowNumber(), partition_by=[F("user_id")],
                                       order_by=[F("timestamp").desc(), F("pk").desc()]))
-        .filter(newest_first__lte=settings.SESSION_HISTORY_LENGTH)
-        .order_by("user_id", "timestamp", "pk")
-        .values_list("user_id", "pk", "product_id", "event", "timestamp", "dwell_seconds", "value")
+        .filter(newest_first__lte=builder.max_events)
+        .order_by("user_id", "-timestamp", "-pk")
+        .values_list("user_id", "pk", *EVENT_COLUMNS)
     )
-    events: dict = {}
+    rows: dict = {}
     latest_event_ids: dict = {}
-    for user_pk, pk, product_pk, event, moment, dwell, value in recent:
-        events.setdefault(user_pk, []).append(
-            Event(item_id=str(product_pk), event=event, timestamp=moment.timestamp(), dwell_seconds=dwell, value=value)
-        )
-        latest_event_ids[user_pk] = pk
+    for user_pk, pk, *event_row in recent:
+        rows.setdefault(user_pk, []).append(event_row)
+        latest_event_ids.setdefault(user_pk, pk)
     purchases = Interaction.objects.filter(Q(user_id__in=user_pks) & Q(event=EventType.PURCHASE)).values_list(
         "user_id", "product_id"
     )
@@ -131,10 +128,10 @@ def user_contexts(user_pks: list) -> tuple[list[Context], dict, list[set[str]]]:
     for user_pk, product_pk in purchases.distinct():
         bought.setdefault(user_pk, set()).add(str(product_pk))
     contexts = [
-        Context(
+        builder.build(
             profile=profiles[user_pk].as_features() if user_pk in profiles and profiles[user_pk].personalization_consent else {},
-            events=tuple(events.get(user_pk, ())),
-            user_id=str(user_pk),
+            events=builder.events_from_rows(rows.get(user_pk, ())),
+            user_id=user_pk,
         )
         for user_pk in user_pks
     ]
@@ -147,9 +144,7 @@ def get_precomputed(strategy_key: str, user_pk, latest_event_id: int | None = No
     ``latest_event_id``: the user's latest non-impression event now; a list computed before it
     is outdated (the user did something since) and is not returned.
     """
-    from . import training
-
-    version_id = training.active_version_ids().get(strategy_key)
+    version_id = loaded_models.active_version_ids().get(strategy_key)
     if version_id is None:
         return None
     entry = _cache().get(cache_key(strategy_key, version_id, user_pk))

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.contrib.auth import get_user_model
 
-from . import events as event_log, service, training
+from . import service, training
+from .serving import loaded_models
+from .serving.context import visitor_context
+from .serving.visitor import Visitor
 from .catalog import get_adapter
 from .conf import settings
-from .models import UserProfile
 from .strategies import registry
 from .strategies.base import Context, Event
 
@@ -61,12 +63,7 @@ def context_for_user(user_pk) -> Context:
     user = get_user_model()._default_manager.filter(pk=user_pk).first()
     if user is None:
         raise PreviewError(f"There is no user with id {user_pk}.")
-    profile = UserProfile.objects.filter(user=user).first()
-    if profile is not None and not profile.personalization_consent:
-        return Context(user_id=str(user.pk))
-    recent = event_log.recent_events(user=user, limit=settings.SESSION_HISTORY_LENGTH)
-    return Context(profile=profile.as_features() if profile else {}, events=tuple(reversed(recent)),
-                   user_id=str(user.pk))
+    return visitor_context(Visitor(user=user))
 
 
 def context_for_visitor(profile: dict, product_ids: list[str]) -> Context:
@@ -95,7 +92,7 @@ def build_preview(context: Context, k: int = 10) -> Preview:
         service.DATABASE_POPULARITY,
     )
     hybrid, components, weights = by_key.get(training.HYBRID_KEY), [], {}
-    model = training.get_active_strategy(training.HYBRID_KEY) if hybrid and hybrid.rows else None
+    model = loaded_models.get_active_strategy(training.HYBRID_KEY) if hybrid and hybrid.rows else None
     if model is not None and hasattr(model, "explain_scores"):
         components, weights = _explain_hybrid(model, context, hybrid)
     titles = _titles([row.item_id for column in columns for row in column.rows])
@@ -108,7 +105,7 @@ def build_preview(context: Context, k: int = 10) -> Preview:
 
 def _column(key: str, context: Context, k: int, exclude: set[str]) -> StrategyPreview:
     try:
-        model = training.get_active_strategy(key)
+        model = loaded_models.get_active_strategy(key)
     except Exception as exc:  # a broken artifact must not take the preview page down
         logger.exception("Preview: the active %s version cannot be loaded", key)
         return StrategyPreview(key=key, problem=f"cannot be loaded: {exc}")

@@ -25,8 +25,11 @@ from django.db.models import Count
 
 from .catalog import get_adapter
 from .conf import settings
-from .models import EventType, Interaction, UserProfile
-from .strategies.base import Context, Event, Recommendations
+from .models import EventType, Interaction
+from .serving import loaded_models
+from .serving.context import known_events, visitor_context
+from .serving.visitor import Visitor, assign_arm, visitor_from  # noqa: F401 (public names)
+from .strategies.base import Context, Recommendations
 
 logger = logging.getLogger(__name__)
 
@@ -99,81 +102,11 @@ class ServedRecommendations:
         return bool(self.items)
 
 
-# --- the visitor -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Visitor:
-    """Whose recommendations these are: an account, an anonymous visitor's key, or nobody yet."""
-
-    user: Any = None
-    visitor_key: str = ""
-
-    @property
-    def identity(self) -> str:
-        if self.user is not None:
-            return f"user:{self.user.pk}"
-        if self.visitor_key:
-            return f"visitor:{self.visitor_key}"
-        return "anonymous"
-
-    @property
-    def known(self) -> bool:
-        return self.user is not None or bool(self.visitor_key)
-
-    def interactions(self):
-        if self.user is not None:
-            return Interaction.objects.filter(user=self.user)
-        return Interaction.objects.filter(visitor_key=self.visitor_key)
-
-    def profile(self):
-        if self.user is not None:
-            return UserProfile.objects.filter(user=self.user).first()
-        if self.visitor_key:
-            return UserProfile.objects.filter(visitor_key=self.visitor_key).first()
-        return None
-
-
-def visitor_from(user=None, visitor_key="", request=None, create=True) -> Visitor:
-    """Resolve the visitor from explicit arguments or a request (an anonymous request gets a key)."""
-    if request is not None and user is None and not visitor_key:
-        request_user = getattr(request, "user", None)
-        if request_user is not None and request_user.is_authenticated:
-            user = request_user
-        elif hasattr(request, "session"):
-            from .events import visitor_key_for
-
-            visitor_key = visitor_key_for(request, create=create) or ""
-    if user is not None and not user.is_authenticated:
-        user = None
-    return Visitor(user=user, visitor_key=visitor_key or "")
-
-
-# --- A/B arms --------------------------------------------------------------------------------
-def assign_arm(identity: str) -> str:
-    """The visitor's arm of ``AB_TEST`` ("" without a test): sticky, a hash of id and test name."""
-    test = settings.AB_TEST
-    if not test or not test.get("arms"):
-        return ""
-    arms = sorted(test["arms"].items())
-    total = sum(float(weight) for _, weight in arms)
-    digest = hashlib.sha256(f"{test.get('name', '')}:{identity}".encode()).digest()
-    position = int.from_bytes(digest[:8], "big") / 2**64 * total
-    cumulative = 0.0
-    for arm, weight in arms:
-        cumulative += float(weight)
-        if position < cumulative:
-            return arm
-    return arms[-1][0]
-
-
 # --- models ----------------------------------------------------------------------------------
 def active_strategy(key: str):
-    """The loaded active version of ``key``, or None when it has none (or training is absent)."""
+    """The loaded active version of ``key``, or None when it has none (or cannot be loaded)."""
     try:
-        from . import training
-    except ImportError:
-        return None
-    try:
-        return training.get_active_strategy(key)
+        return loaded_models.get_active_strategy(key)
     except Exception:
         logger.exception("Could not load the active %s model; falling back", key)
         return None
@@ -181,41 +114,13 @@ def active_strategy(key: str):
 
 def models_stamp() -> str:
     """A short string that changes whenever an active model version changes."""
-    try:
-        from . import training
-    except ImportError:
-        return "untrained"
-    for name in ("active_versions_stamp", "active_version_stamp", "version_stamp"):
-        stamp_of = getattr(training, name, None)
-        if stamp_of is not None:
-            try:
-                return str(stamp_of())
-            except Exception:
-                logger.exception("Could not read the model version stamp")
-                return "unknown"
-    return "untrained"
+    return loaded_models.models_stamp()
 
 
 def strategy_chain(chosen: str, has_events: bool = False) -> list[str]:
     """``chosen``, then the fallbacks; item-kNN first among them when there are events to use."""
     fallbacks = (EVENT_FALLBACK, *FALLBACK_CHAIN) if has_events else FALLBACK_CHAIN
     return [chosen] + [key for key in dict.fromkeys(fallbacks) if key != chosen]
-
-
-# --- context ---------------------------------------------------------------------------------
-def known_events(visitor: Visitor) -> tuple[tuple[Event, ...], str]:
-    """The visitor's recent events, oldest first (impressions left out), and a stamp of the newest.
-
-    One query: the stamp (the newest event's id) goes into the cache key, so a new click shows
-    on the next page, and the events are the context when the list is not cached.
-    """
-    if not visitor.known:
-        return (), "-"
-    from . import events
-
-    rows = events.recent_event_rows(user=visitor.user, visitor_key=visitor.visitor_key,
-                                    limit=settings.SESSION_HISTORY_LENGTH)
-    return tuple(event for _, event in reversed(rows)), str(rows[0][0]) if rows else "0"
 
 
 def bought_item_ids(visitor: Visitor) -> set[str]:
@@ -237,29 +142,23 @@ def recommend(*, user=None, visitor_key="", request=None, placement="home", prod
         raise ValueError(f"k must be a positive integer, got {k!r}")
     visitor = visitor_from(user, visitor_key, request)
     product_id = None if product is None else str(getattr(product, "pk", product))
-    profile = visitor.profile()
-    consent = profile is None or profile.personalization_consent
-    arm = assign_arm(visitor.identity) if consent and strategy is None else ""
+    consent = visitor.consent
+    arm = visitor.arm if strategy is None else ""
     stamp = models_stamp()
-    context_events, event_stamp = known_events(visitor) if consent else ((), "-")
+    known = known_events(visitor)
     cache_key = _cache_key(
-        visitor.identity if consent else "no-consent", placement, product_id, k, stamp, event_stamp, strategy or arm,
+        visitor.identity if consent else "no-consent", visitor.profile_version if consent else "", placement,
+        product_id, k, stamp, known.stamp, strategy or arm,
     )
     payload = _cache_get(cache_key)
     cached = payload is not None
     context = Context()
     if payload is None:
+        context = visitor_context(visitor, known, product_id)
         if consent:
-            context = Context(
-                profile=profile.as_features() if profile else {},
-                events=context_events,
-                product_id=product_id,
-                user_id=str(visitor.user.pk) if visitor.user is not None else None,
-            )
             chain = strategy_chain(strategy or arm or settings.DEFAULT_STRATEGY, has_events=bool(context.events))
             exclude = bought_item_ids(visitor)
         else:
-            context = Context(product_id=product_id)
             chain, exclude = [CONSENTLESS_STRATEGY], set()
         if product_id is not None:
             exclude.add(product_id)
@@ -421,10 +320,9 @@ def needs_onboarding(request) -> bool:
     visitor = visitor_from(request=request, create=False)
     if not visitor.known:
         return True
-    profile = visitor.profile()
-    if profile is not None and not profile.personalization_consent:
+    if not visitor.consent:
         return False
-    return not visitor.interactions().exclude(event=EventType.IMPRESSION).exists()
+    return not visitor.has_events()
 
 
 def _diverse_popular_ids(k):

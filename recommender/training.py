@@ -25,9 +25,9 @@ without touching the database when the cache is shared (Redis); it is only an op
 the database decides. A worker that died leaves a row whose heartbeat stops: the cleanup at the
 start of every training marks it failed.
 
-Serving processes find the active versions with ``get_active_strategy(key)``: a per-process
-cache of loaded strategies, revalidated against a version stamp in the Django cache that every
-activation bumps, so a request costs one cache read and no database query.
+Every activation bumps a version stamp in the Django cache (``bump_active_stamp``); serving
+processes revalidate their loaded strategies against it (``recommender.serving.loaded_models``),
+so a request costs one cache read and no database query.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ from .conf import settings
 from .data.dataset import Dataset
 from .models import ModelVersion
 from .strategies import registry
-from .strategies.base import Context, Event, Strategy, top_k_batch
+from .strategies.base import Strategy, top_k_batch
+from .strategies.context import HISTORY_MAX_EVENTS, ContextBuilder
 
 logger = logging.getLogger(__name__)
 Status = ModelVersion.Status
@@ -628,8 +629,9 @@ def score_new_users(strategy: Strategy, dataset: Dataset, split: HoldoutSplit, r
         return {"users": 0}
     item_index = pd.Index(strategy.item_ids)
     relevant = relevance_matrix(dataset, user_ids, test_rows, item_index=item_index)
-    revealed = dataset.interactions[split.cold_rows & (split.rank < reveal)]
-    contexts = _contexts(dataset, user_ids, revealed)
+    revealed_mask = split.cold_rows & (split.rank < reveal)
+    revealed = dataset.interactions[revealed_mask]
+    contexts = ContextBuilder(HISTORY_MAX_EVENTS).from_dataset(dataset, user_ids, revealed_mask)
     revealed_rows = pd.Index(user_ids).get_indexer(revealed["user_id"])
     revealed_cols = item_index.get_indexer(revealed["item_id"])
     top = np.empty((len(user_ids), k), dtype=np.int64)
@@ -644,33 +646,6 @@ def score_new_users(strategy: Strategy, dataset: Dataset, split: HoldoutSplit, r
     result["coverage"] = catalogue_coverage(top, len(item_index))
     result["users"] = int(len(user_ids))
     return result
-
-
-def _contexts(dataset: Dataset, user_ids: np.ndarray, revealed: pd.DataFrame) -> list[Context]:
-    """One context per user: the profile's known attributes and the revealed events in order."""
-    profiles = dataset.users.reindex(pd.Index(user_ids, name="user_id"))
-    records = profiles.to_dict("records") if len(profiles.columns) else [{}] * len(user_ids)
-    events_by_user: dict[str, list[Event]] = {}
-    for user_id, item_id, event, value, timestamp, dwell in revealed[
-        ["user_id", "item_id", "event", "value", "timestamp", "dwell_seconds"]
-    ].itertuples(index=False):
-        events_by_user.setdefault(user_id, []).append(
-            Event(item_id=item_id, event=event, timestamp=_number(timestamp), dwell_seconds=_number(dwell),
-                  value=_number(value))
-        )
-    return [
-        Context(profile={name: value for name, value in record.items() if not _missing(value)},
-                events=tuple(events_by_user.get(user_id, ())), user_id=str(user_id))
-        for user_id, record in zip(user_ids, records)
-    ]
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
-
-
-def _number(value) -> float | None:
-    return None if _missing(value) else float(value)
 
 
 def evaluate_active(dataset: Dataset | None = None, *, k: int = KEY_K) -> dict:
@@ -804,7 +779,7 @@ def rollback(strategy_key: str, to_version_id: int | None = None) -> ModelVersio
     return activate(target)
 
 
-# --- serving: the active versions, loaded once per process -----------------------------------------
+# --- the activation stamp (serving's loaded-model registry reads it: recommender/serving/loaded_models.py)
 def bump_active_stamp() -> str:
     """Tell every serving process that the active versions changed."""
     stamp = uuid.uuid4().hex
@@ -819,105 +794,6 @@ def active_versions_stamp() -> str:
         _cache().add(STAMP_KEY, uuid.uuid4().hex, timeout=None)
         stamp = _cache().get(STAMP_KEY) or "unknown"
     return stamp
-
-
-class _ActiveModels:
-    """This process's view of the active versions and the strategies loaded for them."""
-
-    def __init__(self):
-        self.lock = threading.RLock()
-        self.stamp: str | None = None
-        self.checked_at = 0.0
-        self.versions: dict[str, tuple[int, str, str]] = {}  # key -> (pk, artifact_path, checksum)
-        self.loaded: dict[int, Strategy] = {}
-        self.last_good: dict[str, Strategy] = {}
-        self.broken: set[int] = set()
-
-    def current_versions(self) -> dict[str, tuple[int, str, str]]:
-        try:
-            stamp = active_versions_stamp()
-        except Exception:
-            # The cache (Redis) is down: keep serving the versions already loaded, and read the
-            # database only when there are none or the recheck interval has passed.
-            logger.warning("Model version stamp unavailable (cache down); serving the loaded versions",
-                           exc_info=True)
-            stamp = self.stamp
-        fresh = time.monotonic() - self.checked_at < settings.ACTIVE_VERSION_RECHECK_SECONDS
-        if stamp == self.stamp and fresh:
-            return self.versions
-        with self.lock:
-            rows = ModelVersion.objects.filter(status=Status.ACTIVE).values_list(
-                "strategy", "pk", "artifact_path", "checksum"
-            )
-            versions = {key: (pk, path, checksum) for key, pk, path, checksum in rows}
-            if stamp == self.stamp and versions != self.versions:
-                try:
-                    stamp = bump_active_stamp()  # an activation whose stamp bump was lost
-                except Exception:
-                    logger.warning("Could not bump the model version stamp (cache down)", exc_info=True)
-            live = {pk for pk, _, _ in versions.values()}
-            self.loaded = {pk: strategy for pk, strategy in self.loaded.items() if pk in live}
-            self.broken &= live
-            self.versions, self.stamp, self.checked_at = versions, stamp, time.monotonic()
-            return versions
-
-    def strategy(self, key: str) -> Strategy | None:
-        entry = self.current_versions().get(key)
-        if entry is None:
-            return None
-        pk, path, checksum = entry
-        if pk in self.loaded:
-            return self.loaded[pk]
-        with self.lock:
-            if pk in self.loaded:
-                return self.loaded[pk]
-            if pk in self.broken:
-                return self.last_good.get(key)
-            try:
-                strategy = artifacts.load_artifact(
-                    ModelVersion(pk=pk, strategy=key, artifact_path=path, checksum=checksum)
-                )
-            except (artifacts.ArtifactError, OSError, ValueError) as exc:
-                logger.error("Active %s v%s cannot be loaded (%s); serving the last good version", key, pk, exc)
-                self.broken.add(pk)
-                _record_load_error(pk, exc)
-                return self.last_good.get(key)
-            strategy.version_id = pk
-            self.loaded[pk] = self.last_good[key] = strategy
-            return strategy
-
-
-def _record_load_error(version_id: int, exc: BaseException) -> None:
-    """Write why serving refused a version on its row (the admin shows it); never raises."""
-    try:
-        ModelVersion.objects.filter(pk=version_id).update(error=f"Serving refused to load this artifact: {exc}")
-    except Exception:
-        logger.exception("Could not record the load error of version %s", version_id)
-
-
-_active_models = _ActiveModels()
-
-
-def get_active_strategy(key: str) -> Strategy | None:
-    """The loaded strategy of ``key``'s active version, or None if it has none.
-
-    Costs one cache read per call; the database is read only when the stamp changed (or every
-    ``ACTIVE_VERSION_RECHECK_SECONDS``), the artifact only when the version changed. An active
-    artifact that fails verification is never served: the last good version of this process is,
-    if it has one. The returned strategy carries ``version_id``.
-    """
-    return _active_models.strategy(key)
-
-
-def active_version_ids() -> dict[str, int]:
-    """{strategy key: active version id}, from this process's cached view."""
-    return {key: pk for key, (pk, _, _) in _active_models.current_versions().items()}
-
-
-def forget_loaded_models() -> None:
-    """Drop this process's loaded strategies and cached view (tests; after a database reset)."""
-    global _active_models
-    _active_models = _ActiveModels()
 
 
 # --- orchestration ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from django.core.files.base import ContentFile
 
 from recommender import artifacts, training
 from recommender.conf import settings
+from recommender.serving import loaded_models
 from recommender.models import ModelVersion
 from recommender.testing.factories import planted_dataset
 
@@ -132,11 +133,11 @@ def test_serving_never_loads_a_corrupted_active_version(transactional_db, fitted
     """get_active_strategy keeps the last good version when the newly active one is corrupted."""
     good = saved_version(fitted)
     training.activate(good)
-    assert training.get_active_strategy("toy").version_id == good.pk
+    assert loaded_models.get_active_strategy("toy").version_id == good.pk
     newer = saved_version(fitted)
     training.activate(newer)
     corrupt(newer)
-    served = training.get_active_strategy("toy")
+    served = loaded_models.get_active_strategy("toy")
     assert served.version_id == good.pk
 
 
@@ -145,8 +146,8 @@ def test_a_fresh_process_serves_nothing_from_a_corrupted_artifact(transactional_
     version = saved_version(fitted)
     training.activate(version)
     corrupt(version)
-    training.forget_loaded_models()
-    assert training.get_active_strategy("toy") is None
+    loaded_models.forget_loaded_models()
+    assert loaded_models.get_active_strategy("toy") is None
 
 
 def test_prune_keeps_the_newest_versions_and_the_active_one(db, fitted):

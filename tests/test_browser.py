@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 
 from recommender import events, training
 from recommender.models import Interaction, UserProfile
+from recommender.serving import loaded_models
 
 from .serving_support import make_catalog
 
@@ -48,7 +49,7 @@ def browser():
 def trained_shop(transactional_db, settings, tmp_path):
     """A small catalog with planted purchases and trained, active popularity models."""
     settings.MEDIA_ROOT = tmp_path / "media"
-    training.forget_loaded_models()
+    loaded_models.forget_loaded_models()
     products = make_catalog(per_category=6)
     for number in range(12):
         user = get_user_model().objects.create_user(f"shopper{number}", password="pw-123456")
@@ -59,7 +60,7 @@ def trained_shop(transactional_db, settings, tmp_path):
         version = training.train_strategy(key)
         assert version.status == "active", version.error
     yield products
-    training.forget_loaded_models()
+    loaded_models.forget_loaded_models()
 
 
 def wait_for(driver, condition):

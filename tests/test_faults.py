@@ -31,6 +31,7 @@ from rest_framework.test import APIClient
 
 from recommender import training
 from recommender.models import Interaction
+from recommender.serving import loaded_models
 
 from .training_support import forget_training_cache_keys, seed_shop
 
@@ -82,9 +83,9 @@ def own_redis():
     server.start()
     with override_settings(CACHES=server.cache_settings):
         forget_training_cache_keys()
-        training.forget_loaded_models()
+        loaded_models.forget_loaded_models()
         yield server
-        training.forget_loaded_models()
+        loaded_models.forget_loaded_models()
     if server.process.poll() is None:
         server.kill()
 
@@ -169,22 +170,22 @@ def test_a_damaged_active_artifact_is_refused_recorded_and_the_previous_version_
     from .training_support import ToyStrategy
 
     forget_training_cache_keys()
-    training.forget_loaded_models()
+    loaded_models.forget_loaded_models()
     fitted = ToyStrategy().fit(planted_dataset(n_users=40, n_items=20))
     good = artifacts.save_artifact(fitted, ModelVersion.objects.create(strategy="toy", status="ready"))
     training.activate(good)
-    assert training.get_active_strategy("toy").version_id == good.pk
+    assert loaded_models.get_active_strategy("toy").version_id == good.pk
     newer = artifacts.save_artifact(fitted, ModelVersion.objects.create(strategy="toy", status="ready"))
     training.activate(newer)
     damage(newer, how)
     caplog.set_level(logging.ERROR, logger="recommender.training")
-    assert training.get_active_strategy("toy").version_id == good.pk
+    assert loaded_models.get_active_strategy("toy").version_id == good.pk
     newer.refresh_from_db()
     assert "Serving refused to load this artifact" in newer.error
     assert ("checksum" if how == "corrupted" else "missing") in newer.error
     assert any(f"v{newer.pk} cannot be loaded" in record.getMessage() for record in caplog.records)
     print(f"\nartifact {how}: detected, v{good.pk} kept serving; recorded: {newer.error[:120]}")
-    training.forget_loaded_models()
+    loaded_models.forget_loaded_models()
 
 
 # --- PostgreSQL restarted --------------------------------------------------------------------------

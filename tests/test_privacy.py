@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from recommender import events, privacy, service, training
 from recommender.artifacts import get_storage
 from recommender.models import Interaction, Rating, UserProfile
+from recommender.serving import loaded_models
 from recommender.testing.factories import make_product
 
 from .training_support import fresh_training_state, seed_shop
@@ -153,7 +154,7 @@ def test_models_keep_serving_after_an_erase_and_hold_no_personal_data(transactio
     assert stored, "the artifact directory is empty"
     assert user.username.encode() not in stored and user.email.encode() not in stored
     assert privacy.erase_user_data(user)["events"] == 6
-    training.forget_loaded_models()  # as a fresh process would: load the artifact again
+    loaded_models.forget_loaded_models()  # as a fresh process would: load the artifact again
     for someone in (users[1], user):
         served = service.recommend(user=someone, k=4)
         assert served.strategy == "popularity" and len(served) == 4

@@ -12,6 +12,7 @@ from recommender import artifacts, precompute, training
 from recommender.conf import settings
 from recommender.data.snapshot import build_dataset_from_db
 from recommender.models import Interaction, ModelVersion
+from recommender.serving import loaded_models
 from recommender.testing.factories import planted_dataset
 
 from .training_support import (FAILING_PATH, TOY_PATH, ToyStrategy, eager_celery, forget_training_cache_keys,
@@ -59,7 +60,7 @@ def test_first_training_activates_and_records_everything(shop, toy):
     assert version.metrics["new_user"]["0"]["users"] == version.metrics["holdout"]["users"] == 6
     assert version.metrics["guardrail"]["activated"] is True
     assert version.checksum and version.artifact_bytes > 0
-    served = training.get_active_strategy("toy")
+    served = loaded_models.get_active_strategy("toy")
     assert isinstance(served, ToyStrategy) and served.version_id == version.pk
 
 
@@ -69,7 +70,7 @@ def test_without_refit_the_evaluated_model_is_the_saved_one(shop, toy):
         version = training.train_strategy("toy")
     assert version.status == Status.ACTIVE and "fit_seconds" not in version.timings
     assert version.metrics["fitted_on"].startswith("all data but the held-out users")
-    served = training.get_active_strategy("toy")
+    served = loaded_models.get_active_strategy("toy")
     on_all_data = ToyStrategy().fit(build_dataset_from_db())
     assert served.counts_.sum() < on_all_data.counts_.sum()  # the held-out users' events are not in it
 
@@ -78,12 +79,12 @@ def test_retraining_activates_the_new_version_and_keeps_the_old_ready(shop, toy)
     """A second run replaces the active version; the old one stays loadable for a rollback."""
     first = training.train_strategy("toy")
     stamp = training.active_versions_stamp()
-    assert training.get_active_strategy("toy").version_id == first.pk
+    assert loaded_models.get_active_strategy("toy").version_id == first.pk
     second = training.train_strategy("toy")
     first.refresh_from_db()
     assert (first.status, second.status) == (Status.READY, Status.ACTIVE)
     assert training.active_versions_stamp() != stamp
-    assert training.get_active_strategy("toy").version_id == second.pk
+    assert loaded_models.get_active_strategy("toy").version_id == second.pk
 
 
 def test_failing_strategy_leaves_the_previous_version_active(shop, toy):
@@ -95,7 +96,7 @@ def test_failing_strategy_leaves_the_previous_version_active(shop, toy):
     assert "planted failure in _fit" in failed.error
     good.refresh_from_db()
     assert good.status == Status.ACTIVE
-    assert training.get_active_strategy("toy").version_id == good.pk
+    assert loaded_models.get_active_strategy("toy").version_id == good.pk
 
 
 def test_guardrail_refuses_a_worse_model(shop, toy):
@@ -122,11 +123,11 @@ def test_rollback_reactivates_the_previous_version_in_one_call(shop, toy):
     """rollback() brings back the version active before, and serving follows it."""
     first = training.train_strategy("toy")
     second = training.train_strategy("toy")
-    assert training.get_active_strategy("toy").version_id == second.pk
+    assert loaded_models.get_active_strategy("toy").version_id == second.pk
     restored = training.rollback("toy")
     second.refresh_from_db()
     assert (restored.pk, restored.status, second.status) == (first.pk, Status.ACTIVE, Status.READY)
-    assert training.get_active_strategy("toy").version_id == first.pk
+    assert loaded_models.get_active_strategy("toy").version_id == first.pk
     assert training.rollback("toy", to_version_id=second.pk).pk == second.pk
 
 

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from recommender import training
 from recommender.conf import settings
+from recommender.serving import loaded_models
 from recommender.models import ModelVersion
 from recommender.tasks import train_strategy_task
 
@@ -120,10 +121,10 @@ def start_worker(tmp_path):
 
 @pytest.fixture
 def shop(transactional_db):
-    training.forget_loaded_models()
+    loaded_models.forget_loaded_models()
     with strategies_settings(toy=TOY_PATH, toy2=TOY_PATH, blocking=BLOCKING_PATH):
         yield seed_shop()
-    training.forget_loaded_models()
+    loaded_models.forget_loaded_models()
 
 
 def test_worker_trains_all_strategies_and_activates_them(shop, start_worker):
@@ -135,7 +136,7 @@ def test_worker_trains_all_strategies_and_activates_them(shop, start_worker):
     wait_until(lambda: ModelVersion.objects.filter(status=Status.ACTIVE).count() == 2, 120,
                "both versions to become active", worker)
     for key in ("toy", "toy2"):
-        assert training.get_active_strategy(key).version_id == training.active_version(key).pk
+        assert loaded_models.get_active_strategy(key).version_id == training.active_version(key).pk
 
 
 def test_killing_the_worker_mid_training_keeps_the_previous_version_serving(shop, start_worker, tmp_path):
@@ -155,8 +156,8 @@ def test_killing_the_worker_mid_training_keeps_the_previous_version_serving(shop
 
     worker.kill()
 
-    training.forget_loaded_models()  # a serving process that starts now
-    assert training.get_active_strategy("blocking").version_id == previous.pk
+    loaded_models.forget_loaded_models()  # a serving process that starts now
+    assert loaded_models.get_active_strategy("blocking").version_id == previous.pk
     assert training.cleanup_stale_trainings() == []  # not yet silent for long enough
     later = timezone.now() + datetime.timedelta(seconds=settings.TRAINING_STALE_SECONDS + 1)
     assert training.cleanup_stale_trainings(now=later) == [doomed.pk]
@@ -164,5 +165,5 @@ def test_killing_the_worker_mid_training_keeps_the_previous_version_serving(shop
     previous.refresh_from_db()
     assert doomed.status == Status.FAILED and "worker running this training died" in doomed.error
     assert previous.status == Status.ACTIVE
-    assert training.get_active_strategy("blocking").version_id == previous.pk
+    assert loaded_models.get_active_strategy("blocking").version_id == previous.pk
     assert doomed.metrics == {}  # it never got as far as an evaluation result

@@ -83,15 +83,16 @@ def fresh_training_state(locked_keys=()):
     """No training cache keys, no training locks of ``locked_keys`` and no loaded models in this
     process on entry; loaded models forgotten again on exit."""
     from recommender import training
+    from recommender.serving import loaded_models
 
     forget_training_cache_keys()
     for key in locked_keys:
         training._cache().delete(training.LOCK_KEY.format(key))
-    training.forget_loaded_models()
+    loaded_models.forget_loaded_models()
     try:
         yield
     finally:
-        training.forget_loaded_models()
+        loaded_models.forget_loaded_models()
 
 
 @contextmanager

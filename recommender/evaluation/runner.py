@@ -18,14 +18,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.dataset import Dataset
-from ..strategies.base import Context, Event, Strategy, top_k_batch
+from ..strategies.base import Context, Strategy, top_k_batch
+from ..strategies.context import HISTORY_MAX_EVENTS, ContextBuilder
 from .metrics import METRIC_NAMES, catalogue_coverage, ranking_metrics
 from .protocols import event_rank_within_user, new_item_split, new_user_splits, relevance_matrix, relevant_mask, warm_split
 
 PROTOCOLS = ("new-user", "new-item", "warm")
 REGIMES = ((0, 0, "0"), (1, 2, "1-2"), (3, 9, "3-9"), (10, np.inf, "10+"))
 BATCH_SIZE = 512
-MAX_CONTEXT_EVENTS = 50
+MAX_CONTEXT_EVENTS = HISTORY_MAX_EVENTS
 
 
 def regime_of(n_known_events: np.ndarray) -> np.ndarray:
@@ -84,43 +85,8 @@ def build_strategy(key: str, params: Mapping | None, seed: int, positive_thresho
 
 
 def user_contexts(dataset: Dataset, user_ids: Sequence[str], row_mask: np.ndarray, max_events: int | None = None) -> list[Context]:
-    """One context per user: their profile and their masked interactions as events, in order."""
-    rows = dataset.interactions[row_mask]
-    if max_events:
-        rows = rows.groupby("user_id", sort=False).tail(max_events)
-    user_ids = list(user_ids)
-    # Columns become Python lists once (None for missing) instead of a check per cell.
-    def column(name):
-        values = rows[name].to_numpy(dtype=np.float64)
-        return np.where(np.isnan(values), None, values).tolist()
-
-    events = [
-        Event(item_id=item_id, event=event, value=value, timestamp=timestamp, dwell_seconds=dwell)
-        for item_id, event, value, timestamp, dwell in zip(
-            rows["item_id"].tolist(), rows["event"].tolist(), column("value"), column("timestamp"), column("dwell_seconds"))
-    ]
-    # Rows are in event order; a stable sort by user keeps that order within each user.
-    owner = pd.Index(user_ids).get_indexer(rows["user_id"])
-    order = np.argsort(owner, kind="stable")
-    bounds = np.searchsorted(owner[order], np.arange(len(user_ids) + 1))
-    order = order.tolist()
-    profiles = _profile_dicts(dataset.users, user_ids)
-    return [
-        Context(profile=profile, events=tuple(events[position] for position in order[bounds[row]:bounds[row + 1]]), user_id=None)
-        for row, profile in enumerate(profiles)
-    ]
-
-
-def _profile_dicts(users: pd.DataFrame, user_ids: Sequence[str]) -> list[dict]:
-    """Each user's known profile attributes as a dict (missing values left out)."""
-    profiles = users.reindex(pd.Index(user_ids, name="user_id"))
-    columns = [column for column in profiles.columns if column != "user_id"]
-    values = [profiles[column].astype(object).to_numpy() for column in columns]
-    present = [pd.notna(column_values) for column_values in values]
-    return [
-        {column: column_values[row] for column, column_values, known in zip(columns, values, present) if known[row]}
-        for row in range(len(profiles))
-    ]
+    """One context per user from their masked interactions (``ContextBuilder.from_dataset``)."""
+    return ContextBuilder(max_events=max_events or None).from_dataset(dataset, user_ids, row_mask)
 
 
 def score_top_k(

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from ..data.dataset import DEFAULT_EVENT_WEIGHTS, Dataset
 from .base import Context, Recommendations, Strategy, top_k_batch
 from .caching import one_blas_thread
+from .context import HISTORY_MAX_EVENTS
 from .text import (EmbeddingCache, SentenceEncoder, TextModelUnavailable, TfidfEncoder, encoder_from_state,
                    make_encoder, text_key)
 
@@ -231,13 +232,11 @@ class ContentStrategy(Strategy):
         """``context_weights`` of ``users`` whose events are the ``row_mask`` interactions, from arrays.
 
         The same weights as serving gives (event weight × recency × dwell, the last
-        ``MAX_CONTEXT_EVENTS`` events of each user), without building a context per user.
+        ``HISTORY_MAX_EVENTS`` events of each user), without building a context per user.
         """
-        from ..evaluation.runner import MAX_CONTEXT_EVENTS
-
         frame = dataset.interactions.loc[row_mask, ["user_id", "event", "dwell_seconds"]]
         age = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
-        keep = age < MAX_CONTEXT_EVENTS
+        keep = age < HISTORY_MAX_EVENTS
         weights = frame["event"].map(self.event_weights_).fillna(0.0).to_numpy(dtype=np.float64, copy=True)
         weights *= 0.5 ** (age / half_life)
         dwell = frame["dwell_seconds"].fillna(0.0).to_numpy(dtype=np.float64)

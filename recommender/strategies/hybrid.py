@@ -38,6 +38,7 @@ from django.core.exceptions import ImproperlyConfigured
 from ..data.dataset import Dataset, _as_bool
 from .base import Context, Strategy, index_positions, top_k_batch, top_k_indices
 from .caching import LRUCache, one_blas_thread
+from .context import HISTORY_MAX_EVENTS, ContextBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -277,7 +278,6 @@ class HybridStrategy(Strategy):
         Returns None when there are too few users to learn anything.
         """
         from ..evaluation.protocols import event_rank_within_user, interacting_user_ids, relevance_matrix, relevant_mask
-        from ..evaluation.runner import MAX_CONTEXT_EVENTS, user_contexts
 
         rng = np.random.default_rng(self.seed + 104_729)
         user_ids = interacting_user_ids(dataset)
@@ -312,7 +312,7 @@ class HybridStrategy(Strategy):
                 continue
             users = validation_ids[has_relevant]
             user_rows = revealed & dataset.interactions["user_id"].isin(set(users)).to_numpy()
-            contexts = user_contexts(dataset, users, user_rows, MAX_CONTEXT_EVENTS)
+            contexts = ContextBuilder(HISTORY_MAX_EVENTS).from_dataset(dataset, users, user_rows)
             cases[label] = ValidationCases(contexts, known[has_relevant], relevant[has_relevant])
         if not cases:
             logger.info("Hybrid: no regime has %d validation visitors; using equal weights", MIN_VALIDATION_CASES)
@@ -327,7 +327,6 @@ class HybridStrategy(Strategy):
         are the held-out products they chose; only new products are ranked for them.
         """
         from ..evaluation.protocols import relevance_matrix
-        from ..evaluation.runner import MAX_CONTEXT_EVENTS, user_contexts
 
         held_out = dataset.interactions["item_id"].isin(set(new_ids)).to_numpy()
         fit_rows = in_fit & ~held_out
@@ -340,8 +339,7 @@ class HybridStrategy(Strategy):
         users = np.asarray(users, dtype=object)
         known = relevance_matrix(dataset, users, fit_rows)
         relevant = relevance_matrix(dataset, users, in_fit & held_out & positive)
-        contexts = user_contexts(dataset, users, fit_rows & dataset.interactions["user_id"].isin(set(users)).to_numpy(),
-                                 MAX_CONTEXT_EVENTS)
+        contexts = ContextBuilder(HISTORY_MAX_EVENTS).from_dataset(dataset, users, fit_rows)
         return ValidationCases(contexts, known, relevant)
 
     def _candidate_pool(self, components: Mapping[str, Strategy], cases: ValidationCases, trained: np.ndarray,
