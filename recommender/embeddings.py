@@ -61,8 +61,7 @@ def embed_products() -> dict:
     Returns ``{"products": n, "embedded": m, "model": name}``; ``embedded`` is 0 when nothing
     changed. Raises ``TextModelUnavailable`` (with what to install) without the text model.
     """
-    from .strategies.content import items_text
-    from .strategies.text import EmbeddingCache, SentenceEncoder, configured_text_model
+    from .strategies.text import EmbeddingCache, SentenceEncoder, configured_text_model, items_text
 
     model = configured_text_model()
     rows = list(get_adapter().iter_rows())

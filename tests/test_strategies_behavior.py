@@ -78,3 +78,26 @@ def test_time_budget_stops_training_and_keeps_a_usable_model(planted):
     strategy = BehaviorStrategy(**{**TINY, "max_seconds": 0}).fit(planted)
     assert strategy.history["epochs_run"] == 1 and strategy.history["stopped_by_budget"] is True
     assert np.isfinite(strategy.score(Context())).all()
+
+
+def test_artifact_from_before_the_shared_text_encoders_loads(fitted, planted, tmp_path):
+    """An artifact with the old text files (text_model.json, tfidf.npz) loads and scores the same."""
+    import json
+
+    from recommender.strategies.base import Strategy
+
+    directory = fitted.save(tmp_path / "artifact")
+    state = json.loads((directory / "behavior.json").read_text())
+    del state["text_encoder"]
+    (directory / "behavior.json").write_text(json.dumps(state))
+    with np.load(directory / "text_encoder.npz") as arrays:
+        np.savez(directory / "tfidf.npz", vocabulary=arrays["tfidf_terms"], idf=arrays["tfidf_idf"],
+                 components=arrays["tfidf_components"])
+    (directory / "text_encoder.npz").unlink()
+    (directory / "text_model.json").write_text(json.dumps({"kind": "tfidf"}))
+    loaded = Strategy.load(directory)
+    loaded.add_items(new_items_frame(["added-garden"], category="garden"))
+    reference = copy.deepcopy(fitted)
+    reference.add_items(new_items_frame(["added-garden"], category="garden"))
+    context = Context(events=(Event(planted.meta["category_items"]["garden"][0], "view"),))
+    np.testing.assert_allclose(loaded.score(context), reference.score(context), rtol=1e-5, atol=1e-6)

@@ -35,7 +35,7 @@ from .base import Context, Recommendations, Strategy, top_k_batch
 from .caching import one_blas_thread
 from .context import HISTORY_MAX_EVENTS
 from .text import (EmbeddingCache, SentenceEncoder, TextModelUnavailable, TfidfEncoder, encoder_from_state,
-                   make_encoder, text_key)
+                   items_text, make_encoder, text_key)
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +46,6 @@ BLEND_NDCG_K = 10
 # Fewer validation users than this: the blend is not learned, the defaults are kept.
 MIN_BLEND_USERS = 20
 DEFAULT_BLEND_WEIGHT = 0.5
-
-
-def items_text(items: pd.DataFrame) -> list[str]:
-    """Texts of an items frame (indexed by item id), built exactly as ``Dataset.item_text``."""
-    frame = items.reset_index().rename(columns={items.index.name or "index": "item_id"})
-    empty = pd.DataFrame({"user_id": pd.Series(dtype=str), "item_id": pd.Series(dtype=str),
-                          "event": pd.Series(dtype=str)})
-    return Dataset(users=pd.DataFrame({"user_id": pd.Series(dtype=str)}), items=frame, interactions=empty).item_text()
 
 
 def _dense(matrix) -> np.ndarray:

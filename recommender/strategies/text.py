@@ -24,7 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from threadpoolctl import threadpool_limits
+
+from ..data.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +184,17 @@ def embed_texts(texts: Sequence[str], model: str | None = None, batch_size: int 
     vectors = np.empty_like(sorted_vectors)
     vectors[order] = sorted_vectors
     return l2_normalise(np.asarray(vectors[inverse.ravel()], dtype=np.float32))
+
+
+def items_text(items: pd.DataFrame) -> list[str]:
+    """Texts of an items frame (indexed by item id), built exactly as ``Dataset.item_text``.
+
+    Products added after training are embedded from this, so their text matches the catalogue's.
+    """
+    frame = items.reset_index().rename(columns={items.index.name or "index": "item_id"})
+    empty = pd.DataFrame({"user_id": pd.Series(dtype=str), "item_id": pd.Series(dtype=str),
+                          "event": pd.Series(dtype=str)})
+    return Dataset(users=pd.DataFrame({"user_id": pd.Series(dtype=str)}), items=frame, interactions=empty).item_text()
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -343,17 +357,21 @@ class TfidfEncoder:
         vectors (the classic baseline: ``encode`` then returns a CSR matrix).
     max_features
         Vocabulary cap (most frequent n-grams).
+    min_df
+        Documents an n-gram must occur in to be kept (n-grams of one product only describe no
+        neighbourhood once reduced by SVD).
     """
 
     kind = "tfidf"
 
     def __init__(self, analyzer: str = "char_wb", ngram_range: tuple[int, int] = (2, 4), dim: int | None = 128,
-                 max_features: int = 50_000, seed: int = 0):
+                 max_features: int = 50_000, seed: int = 0, min_df: int = 1):
         self.analyzer = analyzer
         self.ngram_range = tuple(ngram_range)
         self.dim = dim
         self.max_features = max_features
         self.seed = seed
+        self.min_df = int(min_df)
         self.vectorizer = None
         self.components: np.ndarray | None = None  # (dim, n_terms) SVD basis, None: raw TF-IDF
 
@@ -365,18 +383,18 @@ class TfidfEncoder:
     def check_available(self) -> None:
         """Always available (scikit-learn is a core dependency)."""
 
-    def _vectorizer(self, vocabulary=None):
+    def _vectorizer(self, vocabulary=None, min_df: int = 1):
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         return TfidfVectorizer(analyzer=self.analyzer, ngram_range=self.ngram_range, lowercase=True,
                                sublinear_tf=True, max_features=self.max_features, vocabulary=vocabulary,
-                               dtype=np.float32)
+                               min_df=min_df, dtype=np.float32)
 
     def fit(self, texts: Sequence[str]) -> "TfidfEncoder":
         from sklearn.decomposition import TruncatedSVD
 
-        self.vectorizer = self._vectorizer()
         texts = [text if text.strip() else "-" for text in texts]
+        self.vectorizer = self._vectorizer(min_df=min(self.min_df, len(texts)))
         try:
             matrix = self.vectorizer.fit_transform(texts)
         except ValueError:  # empty vocabulary: every text blank
@@ -406,7 +424,7 @@ class TfidfEncoder:
         vocabulary = self.vectorizer.vocabulary_
         terms = np.array(sorted(vocabulary, key=vocabulary.get), dtype=str)
         state = {"kind": self.kind, "analyzer": self.analyzer, "ngram_range": list(self.ngram_range),
-                 "dim": self.dim, "max_features": self.max_features, "seed": self.seed}
+                 "dim": self.dim, "max_features": self.max_features, "seed": self.seed, "min_df": self.min_df}
         arrays = {"tfidf_terms": terms, "tfidf_idf": self.vectorizer.idf_.astype(np.float32)}
         if self.components is not None:
             arrays["tfidf_components"] = self.components
@@ -415,7 +433,7 @@ class TfidfEncoder:
     @classmethod
     def from_state(cls, state: dict, arrays: dict) -> "TfidfEncoder":
         encoder = cls(analyzer=state["analyzer"], ngram_range=tuple(state["ngram_range"]), dim=state["dim"],
-                      max_features=state["max_features"], seed=state["seed"])
+                      max_features=state["max_features"], seed=state["seed"], min_df=state.get("min_df", 1))
         terms = arrays["tfidf_terms"].tolist()
         encoder.vectorizer = encoder._vectorizer(vocabulary={term: i for i, term in enumerate(terms)})
         encoder.vectorizer._validate_vocabulary()
