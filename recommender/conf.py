@@ -34,6 +34,13 @@ DEFAULTS = {
     "MAX_CLOCK_SKEW_SECONDS": 300,
     # An event's free-form ``context`` dict, JSON-encoded, may not be longer than this.
     "MAX_EVENT_CONTEXT_BYTES": 2048,
+    # Cart and purchase events are the shop's own facts, recorded by its server code (the
+    # cart_changed / order_placed signals, events.record). The events API refuses them from
+    # browsers unless this is True (e.g. a headless shop whose checkout runs in the client).
+    "ACCEPT_CLIENT_CART_AND_PURCHASE": False,
+    # Events one visitor (account or anonymous visitor) may send through the events API in
+    # 24 hours; beyond it the API answers 429. None: no cap.
+    "MAX_CLIENT_EVENTS_PER_DAY": 10_000,
     # Record order_placed events through a Celery task instead of inside the request.
     "RECORD_ORDERS_ASYNC": False,
     # How strongly each event type counts as a sign of interest when training.
@@ -45,6 +52,14 @@ DEFAULTS = {
         "purchase": 5.0,
         "rating": 1.0,
     },
+    # Extra profile attributes (beyond birth year, gender and location) the shop asks for, and
+    # so the only ones the profile API accepts and training turns into features:
+    # {"occupation": None, "customer_type": ["retail", "trade"]} (None: any short value; a
+    # list: one of those values), or a list of names. Anything else is refused with a 400.
+    "PROFILE_ATTRIBUTES": (),
+    # Whether the personalisation consent box starts ticked on sign-up and profile forms.
+    # Unticked by default: consent is something a shopper gives, not something they un-give.
+    "PERSONALIZATION_CONSENT_DEFAULT": False,
     # Session key under which an anonymous visitor's stable id is kept.
     "VISITOR_SESSION_KEY": "recommender_visitor",
     # --- Strategies.
@@ -70,9 +85,16 @@ DEFAULTS = {
     # Products shown to a new visitor to pick from ("Tell us what you like").
     "ONBOARDING_SIZE": 10,
     # Rate limits per signed-in user (else per client address), "<n>/<second|minute|hour|day>"
-    # or None for none; over the limit the API answers 429 with Retry-After.
+    # or None for none; over the limit the API answers 429 with Retry-After. The events rate
+    # counts events (a request counts at least once), the others count requests.
     "EVENTS_THROTTLE_RATE": "1200/minute",
     "RECOMMENDATIONS_THROTTLE_RATE": "1200/minute",
+    # Profile changes (PATCH /api/profile/) and erasures.
+    "PROFILE_THROTTLE_RATE": "60/minute",
+    # How many proxies of the host's own sit in front of Django and append to X-Forwarded-For.
+    # 0: the client address is REMOTE_ADDR and the header is ignored (anyone can write it);
+    # n: the n-th address from the right of X-Forwarded-For.
+    "NUM_PROXIES": 0,
     # Retry-After (seconds) of the 503 that recommender.middleware.DatabaseUnavailableMiddleware
     # answers while the database cannot be reached.
     "DATABASE_UNAVAILABLE_RETRY_AFTER": 5,
@@ -156,6 +178,16 @@ class RecommenderSettings:
 
 
 settings = RecommenderSettings(DEFAULTS)
+
+
+def declared_profile_attributes(value=None) -> dict:
+    """``PROFILE_ATTRIBUTES`` as ``{name: allowed values or None}`` (a list of names allows any value)."""
+    value = settings.PROFILE_ATTRIBUTES if value is None else value
+    if isinstance(value, dict):
+        return {str(name): None if allowed is None else list(allowed) for name, allowed in value.items()}
+    if isinstance(value, str):
+        return {value: None}
+    return {str(name): None for name in value}
 
 
 def reload_settings(*args, **kwargs):

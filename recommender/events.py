@@ -12,9 +12,21 @@ product that has none, and becomes a view of its own only when there is no such 
 Anonymous visitors are tracked by a stable id kept in their session (``visitor_key_for``); when
 they sign up or log in, ``merge_visitor_into_user`` moves their events and profile to the
 account.
+
+Every batch comes with a trust level, set by the entry point that received it (see the trust
+boundary in docs/architecture.md):
+
+- ``SERVER``: the host's own code (order and cart signals, its views, imports, tasks). Any
+  event type, any timestamp from 2000-01-01 up to now (plus the clock-skew allowance).
+- ``CLIENT``: whatever a browser sent (the events API and the beacon). Only what a visitor can
+  honestly report about themselves: impressions, views (with dwell time) and clicks, plus
+  ratings when signed in. Cart and purchase are the shop's own facts and are refused unless
+  ``ACCEPT_CLIENT_CART_AND_PURCHASE`` opts in. The server's clock stamps the events, and one
+  visitor stores at most ``MAX_CLIENT_EVENTS_PER_DAY`` of them in 24 hours.
 """
 
 import datetime
+import hashlib
 import json
 import math
 import uuid
@@ -29,10 +41,20 @@ from .catalog import get_adapter, get_product_model
 from .conf import settings
 from .models import EventType, Interaction, Rating, UserProfile
 
+SERVER = "server"
+CLIENT = "client"
+TRUST_LEVELS = (SERVER, CLIENT)
+# Facts of the shop's own checkout, never a browser's say-so.
+SERVER_EVENT_TYPES = frozenset({EventType.CART, EventType.PURCHASE})
+# No shop's event log is older than this; earlier times are clock or encoding errors (epoch 0).
+EARLIEST_TIMESTAMP = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+CLIENT_QUOTA_WINDOW = datetime.timedelta(days=1)
 # Length of the placement / strategy / arm columns.
 LABEL_MAX_LENGTH = 64
-# Leaves room for ":<index>" in the 128-character dedupe_key.
 BATCH_KEY_MAX_LENGTH = 100
+# "<owner>:<batch key>" longer than this is hashed, leaving room for ":<index>" in the
+# 128-character dedupe_key.
+DEDUPE_PREFIX_MAX_LENGTH = 120
 VISITOR_KEY_MAX_LENGTH = 64
 # Profile fields an anonymous profile may fill in on the account's profile when they merge.
 PROFILE_MERGE_FIELDS = ("birth_year", "gender", "country", "region", "city", "language")
@@ -57,6 +79,21 @@ class EventValidationError(ValueError):
 
     def __str__(self):
         return "; ".join(_describe(error) for error in self.errors)
+
+
+class EventQuotaExceeded(Exception):
+    """A visitor's client events of the last 24 hours would pass ``MAX_CLIENT_EVENTS_PER_DAY``.
+
+    Nothing of the batch was stored; ``retry_after`` is the number of seconds until enough of
+    the visitor's stored events have left the window for this batch to fit.
+    """
+
+    def __init__(self, message, retry_after):
+        self.retry_after = retry_after
+        super().__init__(message, retry_after)
+
+    def __str__(self):
+        return self.args[0]
 
 
 def _describe(error):
@@ -170,7 +207,13 @@ def _clean_timestamp(value, now):
     if timezone.is_naive(moment):
         # A time without a zone is taken as UTC, the zone the beacon and the API document.
         moment = moment.replace(tzinfo=datetime.timezone.utc)
-    ahead = (moment - now).total_seconds()
+    try:
+        ahead = (moment - now).total_seconds()
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before the first representable UTC time
+        raise _Invalid(f"{_shown(value)} is out of range (before {EARLIEST_TIMESTAMP.date()})")
+    if moment < EARLIEST_TIMESTAMP:
+        raise _Invalid(f"{_shown(value)} is before {EARLIEST_TIMESTAMP.date()} (check the client's clock or the "
+                       "timestamp's unit: epoch seconds)")
     if ahead > settings.MAX_CLOCK_SKEW_SECONDS:
         raise _Invalid(
             f"{ahead:.0f} seconds in the future; at most {settings.MAX_CLOCK_SKEW_SECONDS} allowed "
@@ -232,7 +275,7 @@ FIELD_CLEANERS = {
 }
 
 
-def _clean_event(event, now):
+def _clean_event(event, now, trust=SERVER, signed_in=True):
     """Return (Interaction field values, [(field, message), ...]) for one raw event."""
     if not isinstance(event, Mapping):
         return None, [(None, f"must be an object with 'product' and 'event', not {type(event).__name__}")]
@@ -251,7 +294,23 @@ def _clean_event(event, now):
         problems.append(("value", "required for a rating: the score"))
     if row.get("dwell_only") and (row.get("event") != EventType.VIEW or row.get("dwell_seconds") is None):
         problems.append(("dwell_only", "only for a 'view' with dwell_seconds (the time spent on the page)"))
+    if trust == CLIENT:
+        problems.extend(_client_problems(row, signed_in))
+        # The browser's clock is not evidence of when something happened: the server's is.
+        row["timestamp"] = now
     return row, problems
+
+
+def _client_problems(row, signed_in):
+    """What a browser may not report: the shop's cart and purchase facts, anonymous ratings."""
+    event = row.get("event")
+    if event in SERVER_EVENT_TYPES and not settings.ACCEPT_CLIENT_CART_AND_PURCHASE:
+        return [("event", f"'{event}' events are recorded by the shop's own server code (its cart and order "
+                          "signals), not accepted from the browser; a host that must accept them sets "
+                          "RECOMMENDER['ACCEPT_CLIENT_CART_AND_PURCHASE'] = True")]
+    if event == EventType.RATING and not signed_in:
+        return [("event", "ratings need a signed-in user: sign in to rate products")]
+    return []
 
 
 def _unknown_product_errors(rows, raw_events):
@@ -269,12 +328,15 @@ def _unknown_product_errors(rows, raw_events):
     return errors
 
 
-def clean_batch(events, batch_key=None):
+def clean_batch(events, batch_key=None, *, trust=SERVER, signed_in=True):
     """Return the batch as a list of Interaction field dicts, or raise ``EventValidationError``.
 
     Every problem of every event is reported at once; a batch over
-    ``MAX_EVENTS_PER_BATCH`` is refused before any event is looked at.
+    ``MAX_EVENTS_PER_BATCH`` is refused before any event is looked at. ``trust`` and
+    ``signed_in`` decide what a ``CLIENT`` batch may hold (see the module docstring).
     """
+    if trust not in TRUST_LEVELS:
+        raise ValueError(f"trust must be one of {TRUST_LEVELS}, not {trust!r}")
     if isinstance(events, (str, bytes, Mapping)) or not hasattr(events, "__iter__"):
         raise EventValidationError([_error(None, "events", "must be a list of events")])
     events = list(events)
@@ -287,7 +349,7 @@ def clean_batch(events, batch_key=None):
     now = timezone.now()
     rows = {}
     for index, event in enumerate(events):
-        row, problems = _clean_event(event, now)
+        row, problems = _clean_event(event, now, trust, signed_in)
         errors.extend(_error(index, field, message) for field, message in problems)
         if row is not None:
             rows[index] = row
@@ -322,7 +384,7 @@ def _owner(user, visitor_key):
 # --- writing ------------------------------------------------------------------------------------
 
 
-def record(events, *, user=None, visitor_key="", batch_key=None):
+def record(events, *, user=None, visitor_key="", batch_key=None, trust=SERVER):
     """Validate and store a batch of events; return the stored ``Interaction`` rows in batch order.
 
     ``events`` are mappings with ``product`` (id or instance), ``event`` (an ``EventType``) and
@@ -331,28 +393,80 @@ def record(events, *, user=None, visitor_key="", batch_key=None):
     ``context`` dict and ``dwell_only`` (see the module docstring). The events belong to
     ``user`` when signed in, else to ``visitor_key``.
 
-    ``batch_key`` is the client's idempotency key: a batch retried with the same key is stored
-    once, and the rows of the first attempt are returned. Raises ``EventValidationError`` and
+    ``trust`` is who vouches for the batch: ``SERVER`` (the host's own code, the default) or
+    ``CLIENT`` (a browser; the entry point that received it says so). A ``CLIENT`` batch over
+    the visitor's daily allowance raises ``EventQuotaExceeded``.
+
+    ``batch_key`` is the client's idempotency key, scoped to the owner: a batch the same owner
+    retries with the same key is stored once, and the rows of the first attempt are returned;
+    another visitor's batch with the same key is their own. Raises ``EventValidationError`` and
     stores nothing when any event is wrong.
     """
     owner = _owner(user, visitor_key)
-    rows = clean_batch(events, batch_key)
+    rows = clean_batch(events, batch_key, trust=trust, signed_in=owner["user"] is not None)
     dwell_reports = {index for index, row in enumerate(rows) if row.pop("dwell_only")}
+    dedupe_prefix = None if batch_key is None else _dedupe_prefix(owner, batch_key)
     interactions = [
         Interaction(
             **owner,
             product_id=row.pop("product"),
-            dedupe_key=None if batch_key is None else f"{batch_key}:{index}",
+            dedupe_key=None if dedupe_prefix is None else f"{dedupe_prefix}:{index}",
             **row,
         )
         for index, row in enumerate(rows)
     ]
     with transaction.atomic():
+        if trust == CLIENT and interactions:
+            _check_client_quota(owner, interactions, batch_key)
         stored = _insert(interactions, batch_key, dwell_reports)
         if owner["user"] is not None:
             ratings = [row for row in stored if row.event == EventType.RATING and row.user_id == owner["user"].pk]
             _upsert_ratings(owner["user"], ratings)
     return stored
+
+
+def _dedupe_prefix(owner, batch_key):
+    """The batch's key within its owner: two visitors' batches never share dedupe keys."""
+    who = f"user:{owner['user'].pk}" if owner["user"] is not None else f"visitor:{owner['visitor_key']}"
+    prefix = f"{who}:{batch_key}"
+    if len(prefix) <= DEDUPE_PREFIX_MAX_LENGTH:
+        return prefix
+    return "h" + hashlib.sha256(prefix.encode()).hexdigest()  # 65 characters, readable no more
+
+
+def _owned_events(owner):
+    if owner["user"] is not None:
+        return Interaction.objects.filter(user=owner["user"])
+    return Interaction.objects.filter(user__isnull=True, visitor_key=owner["visitor_key"])
+
+
+def _check_client_quota(owner, interactions, batch_key):
+    """Refuse a client batch that would take its owner past ``MAX_CLIENT_EVENTS_PER_DAY``.
+
+    Counted in the database over the owner's newest events (index ``(owner, -timestamp)``),
+    at most the allowance of them; a retried batch already stored is not counted again.
+    """
+    allowance = settings.MAX_CLIENT_EVENTS_PER_DAY
+    if allowance is None:
+        return
+    now = interactions[0].timestamp
+    window = _owned_events(owner).filter(timestamp__gt=now - CLIENT_QUOTA_WINDOW)
+    if batch_key is not None and window.filter(dedupe_key=interactions[0].dedupe_key).exists():
+        return  # a retry: _insert returns the first attempt's rows and stores nothing
+    stored = window.order_by("-timestamp")[:allowance].count()
+    excess = stored + len(interactions) - allowance
+    if excess <= 0:
+        return
+    # The batch fits once ``excess`` of the stored events have left the 24-hour window.
+    leaving = list(window.order_by("timestamp").values_list("timestamp", flat=True)[excess - 1:excess])
+    retry_after = CLIENT_QUOTA_WINDOW.total_seconds()
+    if leaving and excess <= stored:
+        retry_after = max(1.0, (leaving[0] + CLIENT_QUOTA_WINDOW - now).total_seconds())
+    raise EventQuotaExceeded(
+        f"this visitor has stored {stored} events in the last 24 hours; at most {allowance} are "
+        f"accepted (MAX_CLIENT_EVENTS_PER_DAY), so this batch of {len(interactions)} was refused",
+        retry_after=int(math.ceil(retry_after)),
+    )
 
 
 def _insert(interactions, batch_key, dwell_reports):
@@ -418,24 +532,33 @@ def _join_dwell_reports(reports):
 
 
 def _upsert_ratings(user, rating_events):
-    """Store the newest score per product as the user's ``Rating``, unless a newer one exists."""
+    """Store the newest score per product as the user's ``Rating``, ordered by the events' own time.
+
+    A score only replaces one given at or before its event's time (``rated_at``), whichever
+    order the batches arrive in. Safe under concurrent writers: missing rows are inserted
+    first (a racing insert of the same pair waits on the unique constraint, then is ignored),
+    then every row of the batch is locked and compared under the lock.
+    """
     newest = {}
     for event in sorted(rating_events, key=lambda event: event.timestamp):
         newest[event.product_id] = event
     if not newest:
         return
-    existing = Rating.objects.filter(user=user, product_id__in=list(newest)).values_list("product_id", "updated_at")
-    newer_elsewhere = {product_id for product_id, updated in existing if updated > newest[product_id].timestamp}
     Rating.objects.bulk_create(
-        [
-            Rating(user=user, product_id=product_id, score=event.value, created_at=event.timestamp)
-            for product_id, event in newest.items()
-            if product_id not in newer_elsewhere
-        ],
-        update_conflicts=True,
-        unique_fields=["user", "product"],
-        update_fields=["score", "updated_at"],
+        [Rating(user=user, product_id=product_id, score=event.value, created_at=event.timestamp,
+                rated_at=event.timestamp) for product_id, event in newest.items()],
+        ignore_conflicts=True,
     )
+    now = timezone.now()
+    locked = Rating.objects.select_for_update().filter(user=user, product_id__in=list(newest)).order_by("pk")
+    changed = []
+    for rating in locked:
+        event = newest[rating.product_id]
+        if rating.rated_at < event.timestamp or (rating.rated_at == event.timestamp and rating.score != event.value):
+            rating.score, rating.rated_at, rating.updated_at = event.value, event.timestamp, now
+            changed.append(rating)
+    if changed:
+        Rating.objects.bulk_update(changed, ["score", "rated_at", "updated_at"])
 
 
 # --- visitors -------------------------------------------------------------------------------------
@@ -457,12 +580,18 @@ def visitor_key_for(request, create=True):
     return key
 
 
-def record_for_request(request, events, batch_key=None):
-    """``record`` for whoever made the request: the signed-in user, else the session's visitor."""
+def record_for_request(request, events, *, trust, batch_key=None):
+    """``record`` for whoever made the request: the signed-in user, else the session's visitor.
+
+    ``trust`` has no default: the view says whether the events are the browser's word
+    (``CLIENT``: the body of the request) or what the server itself saw (``SERVER``: the page
+    it rendered).
+    """
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        return record(events, user=user, visitor_key=visitor_key_for(request, create=False), batch_key=batch_key)
-    return record(events, visitor_key=visitor_key_for(request), batch_key=batch_key)
+        return record(events, user=user, visitor_key=visitor_key_for(request, create=False), batch_key=batch_key,
+                      trust=trust)
+    return record(events, visitor_key=visitor_key_for(request), batch_key=batch_key, trust=trust)
 
 
 def merge_visitor_into_user(visitor_key, user):

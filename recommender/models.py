@@ -88,6 +88,9 @@ class Rating(models.Model):
     score = models.FloatField()
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # When the user gave this score (the rating event's own time, not when it was written):
+    # a score only replaces an older one, whatever order the events arrive in.
+    rated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [

@@ -4,6 +4,7 @@ import string
 import uuid
 
 import pytest
+from django.conf import settings as django_settings
 from django.test import override_settings
 from django.urls import reverse
 from django.utils.crypto import get_random_string
@@ -150,7 +151,7 @@ def test_schema_describes_the_endpoint():
     """The OpenAPI schema documents the request (events and their fields) and both answers."""
     schema = SchemaGenerator().get_schema(request=None, public=True)
     operation = schema["paths"][URL]["post"]
-    assert set(operation["responses"]) == {"201", "400", "413"}
+    assert set(operation["responses"]) == {"201", "400", "413", "429"}
     components = schema["components"]["schemas"]
     batch_ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     batch = components[batch_ref.rsplit("/", 1)[1]]
@@ -158,3 +159,55 @@ def test_schema_describes_the_endpoint():
     event = components[batch["properties"]["events"]["items"]["$ref"].rsplit("/", 1)[1]]
     assert {"product", "event", "value", "dwell_seconds", "timestamp", "placement", "context"} <= set(event["properties"])
     assert "rating" in components["EventEnum"]["enum"]
+
+
+def test_a_forged_purchase_from_the_browser_is_a_400_and_stores_nothing(products):
+    """The attack: 500 anonymous purchase events in one POST. Refused whole with a message saying why."""
+    batch = [{"product": str(products[0].pk), "event": "purchase"}] * 500
+    response = APIClient().post(URL, {"events": batch}, format="json")
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert len(errors) == 500 and {error["field"] for error in errors} == {"event"}
+    assert "shop's own server code" in errors[0]["message"]
+    assert not Interaction.objects.exists()
+
+
+def test_an_anonymous_rating_is_a_400_and_a_signed_in_one_is_stored(products, user):
+    """Ratings come from signed-in users only."""
+    rating = [{"product": str(products[0].pk), "event": "rating", "value": 4}]
+    refused = APIClient().post(URL, {"events": rating}, format="json")
+    assert refused.status_code == 400 and "signed-in user" in refused.json()["errors"][0]["message"]
+    client = APIClient()
+    client.force_authenticate(user)
+    assert client.post(URL, {"events": rating}, format="json").status_code == 201
+
+
+@pytest.mark.parametrize("depth", [9, 50, 3000])
+def test_deeply_nested_json_is_a_400(products, depth):
+    """JSON nested thousands deep used to raise RecursionError in the parser (a 500); now a 400 saying why."""
+    body = '{"events": [{"product": "1", "event": "view", "context": ' + "[" * depth + "]" * depth + "}]}"
+    response = APIClient().post(URL, body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested more than" in response.json()["errors"][0]["message"]
+
+
+def test_two_visitors_reusing_a_batch_id_both_get_their_events_stored(products):
+    """A second visitor who happens to send the same batch_id is stored too (it is scoped to its owner)."""
+    body = {"batch_id": "beacon-batch-1", "events": views_of(products)}
+    first, second = APIClient(), APIClient()
+    assert first.post(URL, body, format="json").json() == {"stored": 3}
+    assert second.post(URL, body, format="json").json() == {"stored": 3}
+    assert Interaction.objects.count() == 6
+    assert Interaction.objects.values("visitor_key").distinct().count() == 2
+
+
+def test_the_daily_allowance_answers_429_with_retry_after(products):
+    """Past MAX_CLIENT_EVENTS_PER_DAY the endpoint answers 429 in the errors shape, with Retry-After."""
+    client = APIClient()
+    with override_settings(RECOMMENDER={**django_settings.RECOMMENDER, "MAX_CLIENT_EVENTS_PER_DAY": 4}):
+        assert client.post(URL, {"events": views_of(products)}, format="json").status_code == 201
+        refused = client.post(URL, {"events": views_of(products)}, format="json")
+    assert refused.status_code == 429
+    assert "MAX_CLIENT_EVENTS_PER_DAY" in refused.json()["errors"][0]["message"]
+    assert int(refused["Retry-After"]) >= 1
+    assert Interaction.objects.count() == 3

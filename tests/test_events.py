@@ -163,7 +163,7 @@ def test_retried_batch_key_is_stored_once(products):
     again = record(batch, visitor_key="v", batch_key="b-1")
     assert Interaction.objects.count() == 3
     assert [row.pk for row in again] == [row.pk for row in first]
-    assert [row.dedupe_key for row in first] == ["b-1:0", "b-1:1", "b-1:2"]
+    assert [row.dedupe_key for row in first] == ["visitor:v:b-1:0", "visitor:v:b-1:1", "visitor:v:b-1:2"]
     record(batch, visitor_key="v", batch_key="b-2")
     assert Interaction.objects.count() == 6
 
@@ -223,10 +223,10 @@ def test_record_for_request_picks_user_or_visitor(products, user):
 
     request = make_request()
     request.user = AnonymousUser()
-    [anonymous] = events.record_for_request(request, [{"product": products[0].pk, "event": "view"}])
+    [anonymous] = events.record_for_request(request, [{"product": products[0].pk, "event": "view"}], trust=events.SERVER)
     assert anonymous.user_id is None and anonymous.visitor_key == request.session[settings.VISITOR_SESSION_KEY]
     request.user = user
-    [signed_in] = events.record_for_request(request, [{"product": products[0].pk, "event": "view"}])
+    [signed_in] = events.record_for_request(request, [{"product": products[0].pk, "event": "view"}], trust=events.SERVER)
     assert signed_in.user_id == user.pk
 
 
@@ -290,17 +290,17 @@ def test_page_view_and_dwell_report_are_one_view(products, user):
     """A server-recorded page view plus the beacon's dwell report store one view carrying the dwell."""
     request = make_request()
     request.user = user
-    [page_view] = events.record_for_request(request, [{"product": products[0], "event": "view"}])
+    [page_view] = events.record_for_request(request, [{"product": products[0], "event": "view"}], trust=events.SERVER)
     [reported] = events.record_for_request(
         request, [{"product": str(products[0].pk), "event": "view", "dwell_seconds": 12.5, "dwell_only": True}],
-        batch_key="beacon-1",
+        batch_key="beacon-1", trust=events.CLIENT,
     )
     assert reported.pk == page_view.pk
     assert list(Interaction.objects.values_list("event", "dwell_seconds")) == [("view", 12.5)]
     # A retried dwell batch finds the view it joined and stores nothing more.
     events.record_for_request(
         request, [{"product": str(products[0].pk), "event": "view", "dwell_seconds": 12.5, "dwell_only": True}],
-        batch_key="beacon-1",
+        batch_key="beacon-1", trust=events.CLIENT,
     )
     assert Interaction.objects.count() == 1
 
@@ -346,3 +346,136 @@ def test_dwell_only_needs_a_view_with_dwell_seconds(products):
                       {"product": products[0].pk, "event": "view", "dwell_only": True},
                       {"product": products[0].pk, "event": "view", "dwell_seconds": 3, "dwell_only": "yes"}])
     assert list(errors) == [(0, "dwell_only"), (1, "dwell_only"), (2, "dwell_only")]
+
+
+# --- trust levels ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("event", ["cart", "purchase"])
+def test_client_batches_may_not_hold_cart_or_purchase(products, event):
+    """A browser's cart or purchase is refused naming the setting that would accept it; the server's is stored."""
+    errors = refused([{"product": products[0].pk, "event": event}], trust=events.CLIENT)
+    assert "shop's own server code" in errors[(0, "event")]
+    assert "ACCEPT_CLIENT_CART_AND_PURCHASE" in errors[(0, "event")]
+    assert not Interaction.objects.exists()
+    assert len(record([{"product": products[0].pk, "event": event}], visitor_key="v1", trust=events.SERVER)) == 1
+
+
+def test_a_host_may_opt_in_to_client_cart_and_purchase(products):
+    """ACCEPT_CLIENT_CART_AND_PURCHASE lets a client batch carry them (a checkout that runs in the browser)."""
+    with override_settings(RECOMMENDER={"ACCEPT_CLIENT_CART_AND_PURCHASE": True}):
+        stored = record([{"product": products[0].pk, "event": "purchase"}], visitor_key="v1", trust=events.CLIENT)
+    assert [row.event for row in stored] == ["purchase"]
+
+
+def test_client_ratings_need_a_signed_in_user(products, user):
+    """An anonymous client's rating is refused; a signed-in client's is stored and sets the Rating."""
+    errors = refused([{"product": products[0].pk, "event": "rating", "value": 5}], trust=events.CLIENT)
+    assert "signed-in user" in errors[(0, "event")]
+    record([{"product": products[0].pk, "event": "rating", "value": 5}], user=user, trust=events.CLIENT)
+    assert Rating.objects.get(user=user).score == 5
+
+
+def test_client_events_are_stamped_with_the_servers_clock(products):
+    """A client's timestamp is checked but the stored time is the server's: a browser cannot backdate."""
+    before = timezone.now()
+    [stored] = record([{"product": products[0].pk, "event": "click", "timestamp": "2020-06-01T00:00:00Z"}],
+                      visitor_key="v1", trust=events.CLIENT)
+    assert stored.timestamp >= before
+    assert Interaction.objects.get().timestamp >= before
+
+
+def test_an_unknown_trust_level_is_a_programming_error(products):
+    """trust must be SERVER or CLIENT; anything else is a ValueError, not a silent default."""
+    with pytest.raises(ValueError, match="trust must be one of"):
+        record([{"product": products[0].pk, "event": "view"}], visitor_key="v1", trust="browser")
+
+
+# --- timestamps -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("timestamp", [0, -1, -86400 * 365, "1999-12-31T23:59:59Z", "0001-01-01T00:00:00+14:00",
+                                       "0001-01-01T00:00:00-14:00", datetime.datetime(1970, 1, 1)])
+def test_timestamps_before_2000_are_refused(products, timestamp):
+    """Epoch 0, negative epochs, the year 1 (with any offset) and anything before 2000 are a 400 naming the field."""
+    errors = refused([{"product": products[0].pk, "event": "view", "timestamp": timestamp}])
+    assert list(errors) == [(0, "timestamp")]
+    assert "2000-01-01" in errors[(0, "timestamp")]
+
+
+def test_the_first_moment_of_2000_is_accepted(products):
+    """The bound is inclusive: 2000-01-01T00:00:00Z is stored as given by server code."""
+    [stored] = record([{"product": products[0].pk, "event": "view", "timestamp": "2000-01-01T00:00:00Z"}],
+                      visitor_key="v1")
+    assert stored.timestamp == events.EARLIEST_TIMESTAMP
+
+
+# --- batch keys are scoped to their owner ---------------------------------------------------------------
+def test_two_visitors_reusing_a_batch_id_are_both_stored(products, user):
+    """Batch ids are scoped to their owner: another visitor's (or account's) batch with the same id is theirs."""
+    batch = [{"product": products[0].pk, "event": "click"}]
+    record(batch, visitor_key="first", batch_key="shared-id")
+    record(batch, visitor_key="second", batch_key="shared-id")
+    record(batch, user=user, batch_key="shared-id")
+    record(batch, visitor_key="first", batch_key="shared-id")  # a retry of the first: stored once
+    owners = sorted((row.user_id or 0, row.visitor_key) for row in Interaction.objects.all())
+    assert owners == [(0, "first"), (0, "second"), (user.pk, "")]
+
+
+def test_a_long_owner_and_batch_key_still_fit_the_dedupe_column(products):
+    """A 64-character visitor key and a 100-character batch id are hashed into the 128-character column."""
+    batch = [{"product": products[0].pk, "event": "click"}] * 3
+    first = record(batch, visitor_key="v" * 64, batch_key="b" * 100)
+    again = record(batch, visitor_key="v" * 64, batch_key="b" * 100)
+    assert [row.pk for row in again] == [row.pk for row in first]
+    assert all(len(row.dedupe_key) <= 128 for row in first)
+    assert Interaction.objects.count() == 3
+
+
+# --- the daily allowance of client events -----------------------------------------------------------------
+@override_settings(RECOMMENDER={"MAX_CLIENT_EVENTS_PER_DAY": 5})
+def test_a_client_batch_past_the_daily_allowance_is_refused_whole(products):
+    """With 5 a day, 3 + 2 fit, a third batch of 1 is refused with a Retry-After, and nothing of it is stored."""
+    batch = [{"product": products[0].pk, "event": "impression"}]
+    record(batch * 3, visitor_key="v1", trust=events.CLIENT)
+    record(batch * 2, visitor_key="v1", trust=events.CLIENT, batch_key="b-2")
+    with pytest.raises(events.EventQuotaExceeded) as caught:
+        record(batch, visitor_key="v1", trust=events.CLIENT)
+    assert "at most 5" in str(caught.value) and 1 <= caught.value.retry_after <= 86400
+    assert Interaction.objects.count() == 5
+    # A retry of a stored batch is answered (nothing new), another visitor has an allowance of their own,
+    # and the server's own events are not counted against anyone.
+    assert len(record(batch * 2, visitor_key="v1", trust=events.CLIENT, batch_key="b-2")) == 2
+    record(batch, visitor_key="v2", trust=events.CLIENT)
+    record(batch, visitor_key="v1", trust=events.SERVER)
+    assert Interaction.objects.count() == 7
+
+
+@override_settings(RECOMMENDER={"MAX_CLIENT_EVENTS_PER_DAY": 2})
+def test_the_allowance_frees_up_as_events_leave_the_24_hour_window(products):
+    """Retry-After points at the moment the oldest counted event is 24 hours old."""
+    old = timezone.now() - datetime.timedelta(hours=23)
+    record([{"product": products[0].pk, "event": "view", "timestamp": old}], visitor_key="v1")
+    record([{"product": products[0].pk, "event": "view"}], visitor_key="v1", trust=events.CLIENT)
+    with pytest.raises(events.EventQuotaExceeded) as caught:
+        record([{"product": products[0].pk, "event": "view"}], visitor_key="v1", trust=events.CLIENT)
+    assert 3500 <= caught.value.retry_after <= 3601
+
+
+# --- ratings follow the events' own time -------------------------------------------------------------------
+def test_a_rating_sent_late_with_an_older_time_does_not_overwrite_a_newer_score(products, user):
+    """Scores are ordered by their events' time, not by arrival: the late, older score stays in the log only."""
+    product = products[0]
+    record([{"product": product.pk, "event": "rating", "value": 5, "timestamp": "2025-01-02T00:00:00Z"}], user=user)
+    record([{"product": product.pk, "event": "rating", "value": 1, "timestamp": "2025-01-01T00:00:00Z"}], user=user)
+    rating = Rating.objects.get(user=user)
+    assert rating.score == 5 and rating.rated_at.isoformat() == "2025-01-02T00:00:00+00:00"
+    record([{"product": product.pk, "event": "rating", "value": 3, "timestamp": "2025-01-03T00:00:00Z"}], user=user)
+    assert Rating.objects.get(user=user).score == 3
+    assert Interaction.objects.filter(event="rating").count() == 3
+
+
+def test_a_client_rating_resent_with_a_slow_clock_replaces_the_old_score(products, user):
+    """The browser's clock no longer matters: a client's re-sent rating is the newest because the server stamps it."""
+    product = products[0]
+    record([{"product": product.pk, "event": "rating", "value": 2}], user=user, trust=events.CLIENT)
+    behind = (timezone.now() - datetime.timedelta(hours=2)).isoformat()
+    record([{"product": product.pk, "event": "rating", "value": 4, "timestamp": behind}], user=user,
+           trust=events.CLIENT)
+    assert Rating.objects.get(user=user).score == 4

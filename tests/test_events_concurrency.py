@@ -1,14 +1,20 @@
-"""Event ingestion under concurrency: real HTTP clients posting batches into PostgreSQL at once."""
+"""Event ingestion under concurrency: real HTTP clients posting batches into PostgreSQL at once,
+and rating upserts from concurrent writers."""
 
+import datetime
 import http.cookiejar
 import json
+import random
 import threading
 import time
 import urllib.request
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
 
-from recommender.models import Interaction
+from recommender import events
+from recommender.models import Interaction, Rating
 from recommender.testing.factories import make_product
 
 CLIENTS = 8
@@ -25,8 +31,14 @@ def post_json(opener, url, body):
         return response.status, json.loads(response.read())
 
 
+@pytest.fixture
+def no_rate_limits(settings):
+    """8 clients on one address send 10,000 events in seconds: more than the default allowance."""
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "EVENTS_THROTTLE_RATE": None}
+
+
 @pytest.mark.postgres
-def test_concurrent_clients_store_every_event_exactly_once(live_server, transactional_db):
+def test_concurrent_clients_store_every_event_exactly_once(live_server, transactional_db, no_rate_limits):
     """8 clients post 10,000 events in batches, each retrying one batch; exactly 10,000 are stored."""
     product_ids = [str(make_product().pk) for _ in range(50)]
     url = live_server.url + "/api/events/"
@@ -39,7 +51,7 @@ def test_concurrent_clients_store_every_event_exactly_once(live_server, transact
             for batch_number in range(BATCHES_PER_CLIENT):
                 events = [
                     {"product": product_ids[(number + index) % len(product_ids)], "event": "impression",
-                     "placement": f"client-{number}"}
+                     "context": {"client": number}}
                     for index in range(BATCH_SIZE)
                 ]
                 body = {"batch_id": f"client-{number}-batch-{batch_number}", "events": events}
@@ -71,16 +83,20 @@ def test_concurrent_clients_store_every_event_exactly_once(live_server, transact
 
 
 @pytest.mark.postgres
-def test_the_same_batch_posted_at_once_by_racing_retries_is_stored_once(live_server, transactional_db):
-    """Six copies of one batch_id posted at the same moment store the batch once, and all six are told so."""
+def test_the_same_batch_posted_at_once_by_racing_retries_is_stored_once(live_server, transactional_db,
+                                                                        no_rate_limits):
+    """Six copies of one visitor's batch_id posted at the same moment store the batch once, and all six are told so."""
     product_ids = [str(make_product().pk) for _ in range(5)]
     url = live_server.url + "/api/events/"
     body = {"batch_id": "raced-batch", "events": [{"product": product_id, "event": "view"} for product_id in product_ids * 40]}
     start_together = threading.Barrier(6)
     answers, failures = [], []
+    # One visitor (one session cookie) retrying: batch ids are scoped to their owner.
+    cookies = http.cookiejar.CookieJar()
+    post_json(urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies)), url, {"events": []})
 
     def client():
-        opener = urllib.request.build_opener()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
         start_together.wait()
         try:
             answers.append(post_json(opener, url, body))
@@ -95,3 +111,38 @@ def test_the_same_batch_posted_at_once_by_racing_retries_is_stored_once(live_ser
     assert failures == []
     assert answers == [(201, {"stored": 200})] * 6
     assert Interaction.objects.count() == 200
+
+
+@pytest.mark.postgres
+def test_concurrent_rating_writers_keep_the_newest_score(transactional_db):
+    """12 writers rate one product at once, in random order; the score of the newest event wins every round."""
+    user = get_user_model().objects.create(username="rater")
+    product = make_product()
+    base = datetime.datetime(2025, 3, 1, tzinfo=datetime.timezone.utc)
+    writers = 12
+    for round_number in range(5):
+        moments = [base + datetime.timedelta(days=round_number, minutes=minute) for minute in range(writers)]
+        random.Random(round_number).shuffle(moments)
+        start_together = threading.Barrier(writers)
+        failures = []
+
+        def write(moment):
+            try:
+                start_together.wait()
+                # The score says which event it came from: minutes after the round's start.
+                events.record([{"product": product.pk, "event": "rating", "value": float(moment.minute),
+                                "timestamp": moment}], user=user)
+            except Exception as exc:
+                failures.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=write, args=(moment,)) for moment in moments]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        rating = Rating.objects.get(user=user, product=product)
+        assert (rating.score, rating.rated_at) == (float(writers - 1), max(moments)), f"round {round_number}"
+    assert Interaction.objects.filter(event="rating").count() == 5 * writers

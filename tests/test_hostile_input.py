@@ -4,6 +4,8 @@ timestamps, NUL characters, unicode and huge strings all get a clear 4xx, and no
 import json
 
 import pytest
+from django.conf import settings as django_settings
+from django.test import override_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -115,6 +117,7 @@ def test_nul_characters_in_events_are_refused(client, product, field, value):
     assert response.status_code == 400 and "NUL" in messages_of(response)
 
 
+@override_settings(RECOMMENDER={**django_settings.RECOMMENDER, "PROFILE_ATTRIBUTES": ["職業"]})
 def test_unicode_profile_fields_are_kept(client):
     """Non-Latin and emoji text in profile fields is stored and returned unchanged."""
     body = {"city": "北京 🚲", "region": "Ζάκυνθος", "country": "İstanbul", "attributes": {"職業": "看護師 👩‍⚕️"}}

@@ -3,7 +3,9 @@
 import datetime
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.test import override_settings
 from django.utils import timezone
 
 from recommender.data.snapshot import build_dataset_from_db
@@ -18,7 +20,8 @@ def shop(db):
     products = [make_product(title=f"Thing {n}", category="Garden") for n in range(3)]
     ada, bob = (get_user_model().objects.create(username=name) for name in ("ada", "bob"))
     UserProfile.objects.create(user=ada, birth_year=NOW.year - 30, gender="f", country="de", city="berlin",
-                               attributes={"customer_type": "business", "nested": {"no": 1}})
+                               attributes={"customer_type": "business", "nested": {"no": 1},
+                                           "injected_column_1": "x"})
     UserProfile.objects.create(user=bob, birth_year=1950, gender="m", country="fr", personalization_consent=False)
     UserProfile.objects.create(visitor_key="v-1", country="us")
     Interaction.objects.bulk_create([
@@ -57,16 +60,25 @@ def test_ratings_without_an_event_are_added_once(shop):
 
 
 def test_profiles_become_attribute_columns_and_respect_consent(shop):
-    """Age, gender, location and scalar attributes are columns; an opted-out profile has none."""
+    """Age, gender, location and declared scalar attributes are columns; an opted-out profile has none."""
     _, ada, bob = shop
-    users = build_dataset_from_db().users
+    users = build_dataset_from_db(profile_attributes=["customer_type", "nested"]).users
     assert users.loc[str(ada.pk), "age"] == 30
     assert users.loc[str(ada.pk), "gender"] == "f"
     assert users.loc[str(ada.pk), "city"] == "berlin"
     assert users.loc[str(ada.pk), "customer_type"] == "business"
     assert "nested" not in users.columns
+    assert "injected_column_1" not in users.columns, "an undeclared key must never become a column"
     assert users.loc[str(bob.pk)].isna().all()
     assert users.loc["visitor:v-1", "country"] == "us"
+
+
+def test_only_declared_attributes_become_columns(shop):
+    """With PROFILE_ATTRIBUTES unset, no free attribute becomes a column (a stranger cannot add columns)."""
+    users = build_dataset_from_db().users
+    assert {"customer_type", "injected_column_1", "nested"}.isdisjoint(users.columns)
+    with override_settings(RECOMMENDER={**django_settings.RECOMMENDER, "PROFILE_ATTRIBUTES": {"customer_type": None}}):
+        assert "customer_type" in build_dataset_from_db().users.columns
 
 
 def test_counts_are_recorded(shop):

@@ -13,6 +13,8 @@ from rest_framework.views import APIView
 
 from .. import privacy
 from ..events import visitor_key_for
+from .parsers import PARSER_CLASSES
+from .throttles import ProfileWriteRateThrottle
 
 
 def _owner(request):
@@ -49,6 +51,8 @@ class EraseView(APIView):
     """Delete your profile, ratings and events (the account itself stays)."""
 
     permission_classes = [AllowAny]
+    parser_classes = PARSER_CLASSES
+    throttle_classes = [*APIView.throttle_classes, ProfileWriteRateThrottle]
 
     @extend_schema(operation_id="profile_erase", summary="Erase your data", tags=["profile"], request=None,
                    responses={200: inline_serializer("Erased", {

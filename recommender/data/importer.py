@@ -304,9 +304,10 @@ def _import_ratings(ratings: pd.DataFrame, product_keys, user_keys, batch_size, 
             _insert_rows(
                 Rating,
                 {"user": users[changed].tolist(), "product": products[changed].tolist(),
-                 "score": batch["value"][changed].tolist(), "created_at": _db_datetimes(batch["moment"][changed])},
+                 "score": batch["value"][changed].tolist(), "created_at": _db_datetimes(batch["moment"][changed]),
+                 "rated_at": _db_datetimes(batch["moment"][changed])},
                 conflict_fields=["user", "product"],
-                update_fields=["score", "updated_at"],
+                update_fields=["score", "updated_at", "rated_at"],
             )
         added += sum(before is None for before in previous)
         bar.update(len(batch))

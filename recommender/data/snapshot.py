@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from ..catalog import get_adapter
+from ..conf import declared_profile_attributes
 from ..models import EventType, Interaction, Rating, UserProfile
 from .dataset import EVENT_TYPES, Dataset
 
@@ -31,7 +32,7 @@ def user_id_for(user_pk, visitor_key) -> str:
 
 
 def build_dataset_from_db(*, chunk_size: int = 20000, since: datetime.datetime | None = None,
-                          progress=None) -> Dataset:
+                          progress=None, profile_attributes=None) -> Dataset:
     """Read profiles, products and events from the database into a ``Dataset``.
 
     Parameters
@@ -42,6 +43,10 @@ def build_dataset_from_db(*, chunk_size: int = 20000, since: datetime.datetime |
         Only events (and ratings) at or after this time; profiles and products are always whole.
     progress
         Optional ``callable(fraction)`` called as the snapshot advances (0..1).
+    profile_attributes
+        Names of the free ``attributes`` that become user columns (default: the declared
+        ``PROFILE_ATTRIBUTES``). Any other key a profile holds is left out, so no visitor can
+        add columns to the training table.
 
     Returns
     -------
@@ -52,7 +57,8 @@ def build_dataset_from_db(*, chunk_size: int = 20000, since: datetime.datetime |
     """
     report = progress or (lambda fraction: None)
     snapshot_at = timezone.now()
-    users = _profiles_frame(chunk_size)
+    declared = set(declared_profile_attributes(profile_attributes))
+    users = _profiles_frame(chunk_size, declared)
     report(0.1)
     items = _items_frame(chunk_size)
     report(0.2)
@@ -100,11 +106,12 @@ def _chunks(iterator, size):
         yield chunk
 
 
-def _profiles_frame(chunk_size: int) -> pd.DataFrame:
-    """One row per profile: ``age`` and the location/language columns, plus scalar attributes.
+def _profiles_frame(chunk_size: int, declared: set[str]) -> pd.DataFrame:
+    """One row per profile: ``age`` and the location/language columns, plus declared attributes.
 
-    Profiles without personalisation consent keep their row but lose every attribute, so their
-    demographics never shape a model.
+    Only scalar values of the ``declared`` attribute names become columns. Profiles without
+    personalisation consent keep their row but lose every attribute, so their demographics
+    never shape a model.
     """
     current_year = timezone.now().year
     records = []
@@ -116,7 +123,7 @@ def _profiles_frame(chunk_size: int) -> pd.DataFrame:
         if consent:
             record.update(
                 (key, value) for key, value in (attributes or {}).items()
-                if isinstance(value, (str, int, float, bool)) and key != "user_id"
+                if key in declared and isinstance(value, (str, int, float, bool)) and key != "user_id"
             )
             record.update(age=current_year - birth_year if birth_year else None, gender=gender or None)
             record.update((name, value or None) for name, value in zip(PROFILE_FIELDS, location))
