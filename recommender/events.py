@@ -34,6 +34,8 @@ from collections.abc import Mapping
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
+from django.db.models import CharField, Count, Value
+from django.db.models.functions import Cast, Coalesce, Concat, TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -665,3 +667,25 @@ def recent_event_rows(user=None, visitor_key="", limit=None, event_types=None):
         (pk, Event(item_id=str(product_id), event=event, timestamp=moment.timestamp(), dwell_seconds=dwell, value=value))
         for pk, product_id, event, moment, dwell, value in rows
     ]
+
+
+def visitor_days_by_product(events, *, event_types=None, exclude_types=(), limit=None):
+    """``[(product pk, visitor-days)]``, most first: for each product, how many distinct
+    (visitor, UTC day) pairs have one of ``event_types`` (default any but ``exclude_types``).
+
+    The database's own popularity counts (the bestseller shelf, the fallback list before any
+    model is trained) count this way, as the trained models do (``data.weights``): 500
+    purchases by one visitor on one day count once. ``events`` is the ``Interaction``
+    queryset to count in (e.g. a time window). One GROUP BY query.
+    """
+    if event_types is not None:
+        events = events.filter(event__in=list(event_types))
+    if exclude_types:
+        events = events.exclude(event__in=list(exclude_types))
+    visitor_day = Concat(
+        Coalesce(Concat(Value("u"), Cast("user_id", CharField())), Concat(Value("v"), "visitor_key")),
+        Value("@"), Cast(TruncDate("timestamp"), CharField()), output_field=CharField(),
+    )
+    counted = (events.values("product").annotate(visitor_days=Count(visitor_day, distinct=True))
+               .order_by("-visitor_days", "product").values_list("product", "visitor_days"))
+    return list(counted if limit is None else counted[:limit])

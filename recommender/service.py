@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 from django.core.cache import caches
-from django.db.models import Count
 
 from .catalog import get_adapter
 from .conf import settings
+from .events import visitor_days_by_product
 from .models import EventType, Interaction
 from .serving import loaded_models
 from .serving.context import known_events, visitor_context
@@ -268,17 +268,14 @@ def product_attribute(product, name):
 
 # --- no model yet: popularity counted from the database ----------------------------------------
 def database_popularity() -> Recommendations:
-    """Most-interacted products from the event log (the catalog's own order without any); cached."""
+    """Products with the most distinct visitors per day in the event log (the catalog's own order
+    without any events); cached."""
     cache_key = _cache_key("database-popularity")
     ranked = _cache_get(cache_key)
     if ranked is None:
-        counted = (
-            Interaction.objects.exclude(event=EventType.IMPRESSION)
-            .values("product")
-            .annotate(count=Count("id"))
-            .order_by("-count", "product")[:DATABASE_POPULARITY_SIZE]
-        )
-        ranked = [(str(row["product"]), float(row["count"])) for row in counted]
+        counted = visitor_days_by_product(Interaction.objects.all(), exclude_types=[EventType.IMPRESSION],
+                                          limit=DATABASE_POPULARITY_SIZE)
+        ranked = [(str(product), float(visitors)) for product, visitors in counted]
         if not ranked:
             listed = get_adapter().queryset().values_list("pk", flat=True)
             ranked = [(str(pk), 0.0) for pk in listed[:DATABASE_POPULARITY_SIZE]]

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .weights import capped_event_weights, visitor_day_groups
+
 EVENT_TYPES = ("impression", "view", "click", "cart", "purchase", "rating")
 
 # How strongly each event signals interest; mirrors RECOMMENDER["EVENT_WEIGHTS"] so that the
@@ -110,13 +112,23 @@ class Dataset:
             return np.arange(len(ts), dtype=np.float64)
         return np.where(np.isnan(ts), np.nanmin(ts), ts)
 
+    @functools.cached_property
+    def visitor_day_groups(self) -> np.ndarray:
+        """Group of each interaction: one per (user, item, UTC day); see ``data.weights``."""
+        return visitor_day_groups(self.user_codes, self.item_codes,
+                                  self.interactions["timestamp"].to_numpy(dtype=np.float64))
+
     # --- numeric views -----------------------------------------------------------------------
     def event_weights(self, weights: dict | None = None) -> np.ndarray:
-        """Interest weight of each interaction from its event type (float32)."""
+        """Interest weight of each interaction from its event type (float32).
+
+        A user's repeats of one item on one day count once, at their strongest event
+        (``data.weights.capped_event_weights``): one visitor's flood of events moves no count.
+        ``weights`` overrides entries of ``DEFAULT_EVENT_WEIGHTS``.
+        """
         table = {**DEFAULT_EVENT_WEIGHTS, **(weights or {})}
-        lookup = np.array([table[e] for e in EVENT_TYPES], dtype=np.float32)
-        codes = pd.Categorical(self.interactions["event"], categories=EVENT_TYPES).codes
-        return lookup[codes]
+        return capped_event_weights(self.interactions["event"].to_numpy(), self.visitor_day_groups, table,
+                                    EVENT_TYPES)
 
     def is_positive(self, threshold: float | None = None) -> np.ndarray:
         """Whether each interaction counts as relevant (DESIGN §5).

@@ -18,6 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.dataset import Dataset
+from ..data.weights import strongest_per_group
 from ..data.features import LOCATION_LEVELS, ProfileEncoder, describe_segment
 from .base import Context, Strategy, top_k_batch
 
@@ -68,6 +69,9 @@ def interaction_weights(
 ) -> np.ndarray:
     """Weight of each interaction for popularity counts.
 
+    Whatever the weighting, a user's repeats of one item on one day count once
+    (``data.weights``): one visitor's flood cannot lift an item.
+
     Parameters
     ----------
     weighting
@@ -80,9 +84,11 @@ def interaction_weights(
     if weighting == "events":
         weights = dataset.event_weights().astype(np.float64)
     elif weighting == "positive":
-        weights = dataset.is_positive(positive_threshold).astype(np.float64)
+        weights = strongest_per_group(dataset.is_positive(positive_threshold).astype(np.float64),
+                                      dataset.visitor_day_groups)
     elif weighting == "count":
-        weights = (dataset.interactions["event"].to_numpy() != "impression").astype(np.float64)
+        weights = strongest_per_group((dataset.interactions["event"].to_numpy() != "impression").astype(np.float64),
+                                      dataset.visitor_day_groups)
     else:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if half_life_seconds and len(weights):

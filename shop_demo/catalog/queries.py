@@ -3,6 +3,7 @@
 from django.core.cache import cache
 from django.db.models import Count, Q
 
+from recommender.events import visitor_days_by_product
 from recommender.models import EventType, Interaction
 
 from .models import Category, Product
@@ -23,16 +24,16 @@ def new_arrivals(limit=8):
 
 
 def bestsellers(limit=8):
-    """The in-stock products bought most often (cached: the count scans every purchase)."""
+    """The in-stock products the most shoppers bought (cached: the count scans every purchase).
+
+    Shoppers, not purchase events: one buyer's purchases of a product on one day count once, so
+    no single account or session can buy its way onto the shelf.
+    """
     pks = cache.get("shop_demo:bestsellers")
     if pks is None:
-        counted = (
-            Interaction.objects.filter(event=EventType.PURCHASE)
-            .values("product")
-            .annotate(orders=Count("id"))
-            .order_by("-orders", "product")[: limit * 3]
-        )
-        pks = [row["product"] for row in counted]
+        counted = visitor_days_by_product(Interaction.objects.all(), event_types=[EventType.PURCHASE],
+                                          limit=limit * 3)
+        pks = [product for product, _ in counted]
         cache.set("shop_demo:bestsellers", pks, BESTSELLER_CACHE_SECONDS)
     found = products().filter(in_stock=True).in_bulk(pks)
     return [found[pk] for pk in pks if pk in found][:limit]
