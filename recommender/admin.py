@@ -6,17 +6,21 @@ that counts at most ``CappedCountPaginator.cap`` rows, no full count, and filter
 come from fixed choices or the newest rows only.
 """
 
+import datetime
 import json
 
 from django.contrib import admin, messages
+from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.core.paginator import Paginator
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.template.defaultfilters import filesizeformat
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from . import admin_privacy, admin_views, evaluation_runs
+from . import admin_privacy, admin_views, evaluation_runs, reports
 from .models import Dashboard, EvaluationRun, Interaction, ModelVersion, Preview, Rating, UserProfile
 from .tasks import activate_version_task, retire_version_task, train_strategy_task
 
@@ -107,6 +111,48 @@ def pretty_json(value):
                        json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
+def plain(value):
+    """A value in a table cell: numbers rounded, lists and dicts as compact JSON, None as a dash."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def html_table(header, rows, titles=None):
+    """A small table; ``titles`` gives a column header its explanation (shown on hover)."""
+    titles = titles or {}
+    head = format_html_join("", '<th title="{}">{}</th>', ((titles.get(name, ""), name) for name in header))
+    body = format_html_join("", "<tr>{}</tr>", (
+        (format_html_join("", "<td>{}</td>", ((plain(cell),) for cell in row)),) for row in rows))
+    return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
+
+
+def key_value_table(mapping):
+    if not mapping:
+        return "—"
+    return html_table(("name", "value"), sorted(mapping.items()))
+
+
+def metrics_table(per_reveal):
+    """{reveal: {metric: value}} as one row per number of revealed events."""
+    if not per_reveal:
+        return "—"
+    columns = ("ndcg", "recall", "precision", "hr", "mrr", "coverage", "users")
+    rows = [(reveal, *(results.get(name) for name in columns))
+            for reveal, results in sorted(per_reveal.items(), key=lambda item: int(item[0]) if str(item[0]).isdigit() else 0)]
+    titles = {name: reports.METRIC_EXPLANATIONS.get(name, "") for name in columns}
+    titles["events revealed"] = reports.METRIC_EXPLANATIONS["reveal"]
+    return html_table(("events revealed", *columns), rows, titles)
+
+
 def queue(model_admin, request, task, args, what):
     """Queue ``task`` and report: its outcome where it already ran (eager Celery), else its id."""
     try:
@@ -135,16 +181,20 @@ class ModelVersionAdmin(admin.ModelAdmin):
                        ("activate_version", _("Activate (roll back to) this version")),
                        ("retire_versions", _("Retire")))
     fieldsets = (
-        (None, {"fields": ("strategy", "status", "stage", "progress_percent", "task_id")}),
-        (_("Offline metrics"), {"fields": ("key_metric", "metrics_json")}),
-        (_("Data and parameters"), {"fields": ("data_counts_json", "params_json")}),
+        (None, {"fields": ("strategy", "serving_status", "stage", "progress_percent", "heartbeat", "task_id")}),
+        (_("Offline metrics (customers held out of training, treated as new)"),
+         {"fields": ("key_metric", "new_user_table", "guardrail", "holdout_table", "live_table")}),
+        (_("Data counts"), {"fields": ("data_counts_table",)}),
+        (_("Parameters"), {"fields": ("params_table",)}),
+        (_("Timings"), {"fields": ("created_at", "finished_at", "activated_at", "timings_table")}),
         (_("Artifact"), {"fields": ("artifact_path", "checksum", "artifact_size")}),
-        (_("Timings"), {"fields": ("created_at", "finished_at", "activated_at", "timings_json")}),
         (_("Error"), {"fields": ("error_text",)}),
+        (_("Raw metrics (JSON)"), {"fields": ("metrics_json",), "classes": ("collapse",)}),
     )
-    readonly_fields = ("strategy", "status", "stage", "progress_percent", "task_id", "key_metric", "metrics_json",
-                       "data_counts_json", "params_json", "artifact_path", "checksum", "artifact_size",
-                       "created_at", "finished_at", "activated_at", "timings_json", "error_text")
+    readonly_fields = ("strategy", "serving_status", "stage", "progress_percent", "heartbeat", "task_id", "key_metric",
+                       "new_user_table", "guardrail", "holdout_table", "live_table", "data_counts_table",
+                       "params_table", "artifact_path", "checksum", "artifact_size", "created_at", "finished_at",
+                       "activated_at", "timings_table", "error_text", "metrics_json")
 
     def has_add_permission(self, request):
         return False  # versions are made by training, never by hand
@@ -153,9 +203,62 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return False  # "retire" deletes the files and keeps the record
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "version_actions": self.VERSION_BUTTONS, "show_save": False, "show_save_and_continue": False,
-                         "show_save_and_add_another": False, "show_delete": False}
+        version = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {}), "version_actions": self.VERSION_BUTTONS, "show_save": False,
+                         "show_save_and_continue": False, "show_save_and_add_another": False, "show_delete": False}
+        if version is not None:
+            extra_context["title"] = f"Model version v{version.pk}: {version.strategy} ({version.get_status_display().lower()})"
+            extra_context["version_is_active"] = version.status == ModelVersion.Status.ACTIVE
         return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description=_("status"))
+    def serving_status(self, version):
+        if version.status == ModelVersion.Status.ACTIVE:
+            return format_html("<strong>{}</strong>: serving shoppers now (since {})", version.get_status_display(),
+                               version.activated_at or "—")
+        return version.get_status_display()
+
+    @admin.display(description=_("last heartbeat"))
+    def heartbeat(self, version):
+        """The training process writes its heartbeat (epoch seconds) while it runs."""
+        beat = (version.timings or {}).get("heartbeat")
+        if not isinstance(beat, (int, float)):
+            return "—"
+        moment = datetime.datetime.fromtimestamp(beat, tz=datetime.timezone.utc)
+        return f"{date_format(timezone.localtime(moment), 'DATETIME_FORMAT')} ({naturaltime(moment)})"
+
+    @admin.display(description=_("new users, by events revealed"))
+    def new_user_table(self, version):
+        return metrics_table((version.metrics or {}).get("new_user") or {})
+
+    @admin.display(description=_("on live data since training"))
+    def live_table(self, version):
+        live = (version.metrics or {}).get("live") or {}
+        return metrics_table(live.get("new_user") or {}) if live else "—"
+
+    @admin.display(description=_("activation check"))
+    def guardrail(self, version):
+        guardrail = (version.metrics or {}).get("guardrail") or {}
+        if not guardrail:
+            return "—"
+        verdict = "activated" if guardrail.get("activated") else "not activated"
+        return f"{verdict}: {guardrail.get('reason', '')}"
+
+    @admin.display(description=_("held-out users"))
+    def holdout_table(self, version):
+        return key_value_table((version.metrics or {}).get("holdout") or {})
+
+    @admin.display(description=_("data counts"))
+    def data_counts_table(self, version):
+        return key_value_table(version.data_counts)
+
+    @admin.display(description=_("params"))
+    def params_table(self, version):
+        return key_value_table(version.params)
+
+    @admin.display(description=_("timings (seconds)"))
+    def timings_table(self, version):
+        return key_value_table({name: value for name, value in (version.timings or {}).items() if name != "heartbeat"})
 
     @admin.display(description=_("progress"))
     def progress_percent(self, version):
@@ -175,20 +278,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return "—" if version.artifact_bytes is None else filesizeformat(version.artifact_bytes)
 
     @admin.display(description=_("metrics"))
-    def metrics_json(self, version):
+    def metrics_json(self, version):  # everything, for whoever needs a figure the tables leave out
         return pretty_json(version.metrics)
-
-    @admin.display(description=_("data counts"))
-    def data_counts_json(self, version):
-        return pretty_json(version.data_counts)
-
-    @admin.display(description=_("params"))
-    def params_json(self, version):
-        return pretty_json(version.params)
-
-    @admin.display(description=_("timings"))
-    def timings_json(self, version):
-        return pretty_json(version.timings)
 
     @admin.display(description=_("error"))
     def error_text(self, version):
@@ -206,11 +297,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if len(set(strategies)) != len(strategies):
             self.message_user(request, "Select at most one version per strategy to activate.", messages.ERROR)
             return
+        confirmation = admin_views.confirm_on_active_versions(self, request, queryset, "activate_version")
+        if confirmation is not None:
+            return confirmation
         for version in chosen:
             queue(self, request, activate_version_task, (version.pk,), f"Activating {version.strategy} v{version.pk}")
 
     @admin.action(description=_("Retire the selected versions (delete their files)"), permissions=["change"])
     def retire_versions(self, request, queryset):
+        confirmation = admin_views.confirm_on_active_versions(self, request, queryset, "retire_versions")
+        if confirmation is not None:
+            return confirmation
         for version in queryset.order_by("pk"):
             queue(self, request, retire_version_task, (version.pk,), f"Retiring {version.strategy} v{version.pk}")
 

@@ -59,8 +59,10 @@ def dashboard(model_admin, request):
     return TemplateResponse(request, "admin/recommender/dashboard.html", _context(
         model_admin, request, "Recommendations dashboard",
         statuses=statuses, window_days=reports.WINDOW_DAYS,
-        ctr_rows=reports.click_through(now=now),
-        ctr_by_arm=reports.click_through(now=now, by=("strategy", "arm")),
+        ctr_rows=reports.top_with_other(reports.click_through(now=now)),
+        ctr_by_arm=reports.top_with_other(reports.click_through(now=now, by=("strategy", "arm"))),
+        min_impressions=reports.MIN_IMPRESSIONS, explanations=reports.METRIC_EXPLANATIONS,
+        serving=reports.serving_now(),
         chart_names=CHART_NAMES,
     ))
 
@@ -68,23 +70,52 @@ def dashboard(model_admin, request):
 def dashboard_chart(model_admin, request, name):
     _require_view(model_admin, request)
     if name == "offline":
-        metrics = reports.offline_metrics()
-        series = {f"{key}: {label}": ([point["created_at"] for point in points], [point[label] for point in points])
-                  for key, points in metrics.items() for label, _, _ in reports.OFFLINE_SERIES}
-        return _png(charts.lines(series, "Offline NDCG@10 of new users, per version (by training time)", "NDCG@10",
-                                 empty_message="No evaluated version yet", dates=True))
+        history = {key: {label: [point[label] for point in points] for label, _, _ in reports.OFFLINE_SERIES}
+                   for key, points in reports.offline_metrics().items()}
+        return _png(charts.metric_history(history, "Offline NDCG@10 of new users, per version", "NDCG@10"))
     if name == "volume":
         per_event = reports.events_per_day()
         series = {event: (list(days), list(days.values())) for event, days in sorted(per_event.items())}
         return _png(charts.lines(series, f"Events per day, last {reports.WINDOW_DAYS} days", "events",
                                  markers=False, dates=True))
     if name in CTR_GROUPS:
-        rows = reports.click_through(by=CTR_GROUPS[name])
+        rows = reports.top_with_other(reports.click_through(by=CTR_GROUPS[name]))
         return _png(charts.intervals(
             [row.label for row in rows], [row.ctr for row in rows], [row.low for row in rows],
             [row.high for row in rows], f"Click-through by {' and '.join(CTR_GROUPS[name])}, 95% Wilson interval",
-            "clicks / impressions", empty_message="No impressions recorded in the window"))
+            "clicks / impressions",
+            empty_message=f"Not enough data yet: no group has {reports.MIN_IMPRESSIONS} impressions in the last "
+                          f"{reports.WINDOW_DAYS} days"))
     raise Http404(f"No chart named {name!r}")
+
+
+# --- confirmations -----------------------------------------------------------------------------------
+ACTIVE_VERSION_WARNINGS = {
+    "activate_version": ("Activate", "is already active and serving shoppers. Activating it again makes every "
+                                     "server reload it from storage; shoppers see no change."),
+    "retire_versions": ("Retire", "is serving shoppers now. An active version is never retired: activate "
+                                  "another version of {strategy} first. Continuing leaves it active."),
+}
+
+
+def confirm_on_active_versions(model_admin, request, queryset, action):
+    """A confirmation page when ``action`` would touch an active version, until the form says "confirmed".
+
+    Returns the page (the admin action returns it in place of running), or None to go ahead.
+    """
+    from .models import ModelVersion
+
+    if request.POST.get("confirmed") == "yes":
+        return None
+    versions = list(queryset.order_by("strategy", "pk"))
+    active = [version for version in versions if version.status == ModelVersion.Status.ACTIVE]
+    if not active:
+        return None
+    verb, warning = ACTIVE_VERSION_WARNINGS[action]
+    return TemplateResponse(request, "admin/recommender/modelversion/confirm_action.html", _context(
+        model_admin, request, f"{verb} an active version?", action=action, verb=verb, versions=versions,
+        warnings=[(version, warning.format(strategy=version.strategy)) for version in active],
+        others=[version for version in versions if version not in active]))
 
 
 # --- preview ---------------------------------------------------------------------------------------

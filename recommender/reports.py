@@ -23,6 +23,33 @@ VERSIONS_PER_STRATEGY = 20
 Z_95 = 1.959963984540054
 # The offline figures charted per version: (label, new-user reveal, metric name).
 OFFLINE_SERIES = (("NDCG@10, 0 events", "0", "ndcg"), ("NDCG@10, 3 events", "3", "ndcg"))
+# Below this many impressions a group's click-through is noise: it goes into "other" and
+# is not charted on its own.
+MIN_IMPRESSIONS = 30
+# Groups charted and tabled before the rest are folded into one "other" row.
+TOP_GROUPS = 10
+
+# One sentence per figure the owner screens show, in the words a shop owner uses.
+METRIC_EXPLANATIONS = {
+    "ndcg": "NDCG@10: how high up the first 10 recommendations the products a new customer later bought or "
+            "liked appear (1 = all of them at the very top, 0 = none in the 10).",
+    "recall": "Recall@10: the share of a new customer's later purchases and likes that were among the 10 "
+              "recommended products.",
+    "precision": "Precision@10: the share of the 10 recommended products that the new customer later bought "
+                 "or liked.",
+    "hr": "Hit rate@10: the share of new customers for whom at least one of the 10 recommendations was right.",
+    "mrr": "MRR@10: how soon the first right recommendation comes (1 = first place, 0.5 = second, ...).",
+    "coverage": "Coverage: the share of the catalogue that appears in anyone's 10 recommendations "
+                "(low: everybody sees the same few products).",
+    "users": "Users: how many held-out customers the figures were measured on (few users: rough figures).",
+    "reveal": "Events revealed: how many of a held-out customer's first actions the model was shown "
+              "(0 = a brand-new visitor it knows nothing about).",
+    "ctr": "Click-through: clicks on recommended products divided by how many were shown, counting each "
+           "product of each served list once.",
+    "interval": "95% interval: the range the true click-through lies in with 95% confidence (Wilson); two "
+                "arms whose ranges overlap are not yet distinguishable.",
+    "impressions": "Impressions: recommended products that were on the shopper's screen (at least half visible).",
+}
 
 
 def wilson_interval(successes, trials, z: float = Z_95) -> tuple[np.ndarray, np.ndarray]:
@@ -59,9 +86,41 @@ class ClickThrough:
     low: float
     high: float
 
+    name: str = ""  # set for a folded row ("other")
+
     @property
     def label(self) -> str:
-        return " / ".join(part for part in (self.strategy, self.placement, self.arm) if part) or "(none)"
+        return self.name or " / ".join(part for part in (self.strategy, self.placement, self.arm) if part) or "(none)"
+
+
+def _rows(groups, impressions, clicks, by, names=None) -> list[ClickThrough]:
+    impressions, clicks = np.asarray(impressions, dtype=float), np.asarray(clicks, dtype=float)
+    low, high = wilson_interval(clicks, impressions)
+    ctr = np.divide(clicks, impressions, out=np.zeros_like(clicks), where=impressions > 0)
+    return [
+        ClickThrough(**dict(zip(by, group)), **{name: "" for name in ("strategy", "placement", "arm") if name not in by},
+                     impressions=int(impressions[i]), clicks=int(clicks[i]), ctr=float(ctr[i]),
+                     low=float(low[i]), high=float(high[i]), name=(names or {}).get(i, ""))
+        for i, group in enumerate(groups)
+    ]
+
+
+def top_with_other(rows: list[ClickThrough], top: int = TOP_GROUPS,
+                   min_impressions: int = MIN_IMPRESSIONS) -> list[ClickThrough]:
+    """The ``top`` groups with at least ``min_impressions``, then one "other" row for the rest.
+
+    Thousands of groups (any label a shop ever used) stay one table and one chart of a dozen
+    bars; groups too small to say anything are counted in "other" instead of shown as noise.
+    """
+    kept = [row for row in rows if row.impressions >= min_impressions][:top]
+    kept_ids = {id(row) for row in kept}
+    rest = [row for row in rows if id(row) not in kept_ids]
+    if not rest or not any(row.impressions for row in rest):
+        return kept
+    by = ("strategy", "placement", "arm")
+    other = _rows([("", "", "")], [sum(row.impressions for row in rest)], [sum(row.clicks for row in rest)], by,
+                  names={0: f"other ({len(rest)} groups)"})
+    return kept + other
 
 
 def click_through(days: int = WINDOW_DAYS, now=None, by=("strategy", "placement", "arm")) -> list[ClickThrough]:
@@ -83,16 +142,7 @@ def click_through(days: int = WINDOW_DAYS, now=None, by=("strategy", "placement"
         totals.setdefault(group, [0, 0])[row["event"] == EventType.CLICK] += row["n"]
     # Clicks without impressions (e.g. on pages outside any placement) have no click-through.
     groups = sorted((group for group in totals if totals[group][0]), key=lambda group: (-totals[group][0], group))
-    impressions = np.array([totals[group][0] for group in groups], dtype=float)
-    clicks = np.array([totals[group][1] for group in groups], dtype=float)
-    low, high = wilson_interval(clicks, impressions)
-    ctr = np.divide(clicks, impressions, out=np.zeros_like(clicks), where=impressions > 0)
-    return [
-        ClickThrough(**dict(zip(by, group)), **{name: "" for name in ("strategy", "placement", "arm") if name not in by},
-                     impressions=int(impressions[i]), clicks=int(clicks[i]), ctr=float(ctr[i]),
-                     low=float(low[i]), high=float(high[i]))
-        for i, group in enumerate(groups)
-    ]
+    return _rows(groups, [totals[group][0] for group in groups], [totals[group][1] for group in groups], by)
 
 
 # --- data volume --------------------------------------------------------------------------------
@@ -169,3 +219,52 @@ def offline_metrics(per_strategy: int = VERSIONS_PER_STRATEGY) -> dict[str, list
             point[label] = (new_user.get(reveal) or {}).get(metric)
         per_key.setdefault(key, []).append(point)
     return {key: points[::-1] for key, points in per_key.items()}
+
+
+# --- what serves shoppers now ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlacementServing:
+    """Which strategy and version answer one placement now (for a visitor with consent)."""
+
+    placement: str
+    title: str
+    arm: str  # the A/B arm, "" without a test
+    strategy: str
+    version: int | None
+    note: str
+
+
+def serving_now() -> list[PlacementServing]:
+    """One row per placement (and A/B arm): the first strategy of its chain with an active version.
+
+    The same chain serving walks (``service.strategy_chain``): the arm's or default strategy,
+    then the fallbacks; "similar" asks the content strategy first. Without any active version
+    the database popularity list serves.
+    """
+    from . import service
+    from .conf import settings
+
+    active = dict(ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).values_list("strategy", "pk"))
+    test = settings.AB_TEST or {}
+    arms = sorted((test.get("arms") or {}).items()) or [("", None)]
+    rows = []
+    for placement, title in service.PLACEMENT_TITLES.items():
+        for arm, share in arms:
+            wanted = arm or settings.DEFAULT_STRATEGY
+            chain = service.strategy_chain(wanted)
+            if placement in service.SIMILAR_PLACEMENTS:
+                chain = ["content", *[key for key in chain if key != "content"]]
+            serving = next((key for key in chain if key in active), None)
+            if serving is None:
+                note = "no trained model yet: the products most visitors interacted with, counted in the database"
+            elif serving == chain[0]:
+                note = "as configured"
+            else:
+                skipped = ", ".join(chain[: chain.index(serving)])
+                note = f"fallback: {skipped} has no active version"
+            if arm:
+                note = f"A/B test {test.get('name', '')!s}, arm {arm} ({float(share):.0%} of visitors); {note}"
+            rows.append(PlacementServing(placement=placement, title=title, arm=arm,
+                                         strategy=serving or service.DATABASE_POPULARITY,
+                                         version=active.get(serving), note=note))
+    return rows

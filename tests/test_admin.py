@@ -137,11 +137,22 @@ def test_capped_paginator_stops_counting_at_the_cap(shop):
     assert paginator.count == 100 and paginator.num_pages == 2
 
 
-def test_version_detail_is_read_only_and_pretty(shop, staff_client):
-    """The version page shows its metrics as indented JSON, with no save button and action buttons."""
-    version = shop["version"]
-    page = staff_client.get(reverse("admin:recommender_modelversion_change", args=[version.pk])).content.decode()
-    assert '&quot;key_value&quot;: ' in page and '\n  &quot;guardrail&quot;' in page
+def test_version_detail_is_a_readable_page(shop, staff_client):
+    """Title naming the version, metrics per reveal as a table, timings, counts, params, heartbeat as a time; no save."""
+    version = ModelVersion.objects.get(pk=shop["version"].pk)
+    version.timings = {**version.timings, "heartbeat": datetime.datetime(2026, 5, 4, 3, 2, 1,
+                                                                         tzinfo=datetime.timezone.utc).timestamp()}
+    version.save(update_fields=["timings"])
+    response = staff_client.get(reverse("admin:recommender_modelversion_change", args=[version.pk]))
+    page = response.content.decode()
+    assert f"Model version v{version.pk}: popularity (active)" in page and "Change model version" not in page
+    assert "serving shoppers now" in page
+    assert "<th title=\"NDCG@10: how high up" in page and "events revealed" in page
+    ndcg_at_0 = version.metrics["new_user"]["0"]["ndcg"]
+    assert f"<td>{ndcg_at_0:.4f}</td>" in page
+    assert "fit_seconds" in page or "_seconds" in page  # the timings table
+    assert "May 4, 2026" in page  # the heartbeat as a date, not epoch seconds
+    assert f"{version.data_counts['interactions']:,}" in page
     assert 'name="_save"' not in page
     assert 'value="retrain_strategy"' in page and 'value="activate_version"' in page
 
@@ -173,9 +184,32 @@ def test_activate_action_rolls_back_and_retire_retires(shop, staff_client, eager
     assert retired.status == Status.RETIRED and retired.artifact_path == ""
 
 
+@pytest.mark.parametrize("action, warning", [("activate_version", "already active"),
+                                             ("retire_versions", "is serving shoppers now")])
+def test_actions_on_the_active_version_ask_first(shop, staff_client, eager_tasks, action, warning):
+    """Activate and Retire on the active version show a confirmation page and do nothing until confirmed."""
+    before = ModelVersion.objects.get(pk=shop["version"].pk)
+    response = post_action(staff_client, action, shop["version"].pk)
+    page = response.content.decode()
+    assert warning in page and 'name="confirmed" value="yes"' in page
+    after = ModelVersion.objects.get(pk=shop["version"].pk)
+    assert (after.status, after.activated_at) == (before.status, before.activated_at)
+    assert not list(response.context["messages"])
+
+
+def test_actions_on_other_versions_do_not_ask(shop, staff_client, eager_tasks):
+    """A version that is not active is activated at once (no confirmation page)."""
+    second = training.train_strategy("popularity", activate_if_better=False)
+    response = post_action(staff_client, "activate_version", second.pk)
+    assert "done" in str(list(response.context["messages"])[0])
+    assert ModelVersion.objects.get(pk=second.pk).status == Status.ACTIVE
+
+
 def test_retiring_the_active_version_is_refused_with_a_message(shop, staff_client, eager_tasks):
-    """The active version stays active and the message says what to do instead."""
-    response = post_action(staff_client, "retire_versions", shop["version"].pk)
+    """Confirmed, the active version still stays active and the message says what to do instead."""
+    response = staff_client.post(reverse("admin:recommender_modelversion_changelist"),
+                                 {"action": "retire_versions", "_selected_action": [shop["version"].pk], "index": 0,
+                                  "confirmed": "yes"}, follow=True)
     assert ModelVersion.objects.get(pk=shop["version"].pk).status == Status.ACTIVE
     message = str(list(response.context["messages"])[0])
     assert "roll back" in message
@@ -202,11 +236,47 @@ def test_dashboard_shows_freshness_and_click_through_per_arm(shop, staff_client)
     assert by_arm["segment_popularity"].ctr == pytest.approx(0.05)
 
 
+def test_dashboard_says_what_serves_each_placement_and_explains_its_metrics(shop, staff_client):
+    """Each placement names its strategy and version (popularity v1 as the fallback here); metrics get a sentence."""
+    response = staff_client.get(reverse("admin:recommender_dashboard_changelist"))
+    serving = {row.placement: row for row in response.context["serving"]}
+    assert set(serving) >= {"home", "similar"}
+    assert serving["home"].strategy == "popularity" and serving["home"].version == shop["version"].pk
+    assert "fallback: hybrid" in serving["home"].note
+    page = response.content.decode()
+    assert "Serving shoppers now" in page
+    for sentence in ("NDCG@10: how high up", "Click-through: clicks on recommended products", "95% interval: the range"):
+        assert sentence in page
+
+
+def test_small_groups_fold_into_other_on_the_dashboard(shop, staff_client):
+    """Groups under MIN_IMPRESSIONS are added up in one "other" row instead of being shown as noise."""
+    Interaction.objects.bulk_create([
+        Interaction(user=shop["users"][0], product=shop["products"][0], event="impression", placement="home",
+                    strategy=f"tiny-{number}", arm=f"tiny-{number}") for number in range(5)])
+    response = staff_client.get(reverse("admin:recommender_dashboard_changelist"))
+    labels = [row.label for row in response.context["ctr_by_arm"]]
+    assert labels[-1] == "other (5 groups)" and not any(label.startswith("tiny") for label in labels)
+
+
 @pytest.mark.parametrize("name", ["offline", "volume", "ctr-strategy", "ctr-arm", "ctr-placement"])
 def test_dashboard_charts_are_png_images(shop, staff_client, name):
     """Each chart is a PNG drawn on the server."""
     response = staff_client.get(reverse("admin:recommender_dashboard_chart", args=[name]))
     assert response["Content-Type"] == "image/png" and response.content.startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize("name", ["offline", "volume", "ctr-strategy", "ctr-arm", "ctr-placement"])
+def test_dashboard_charts_draw_on_ordinary_data(shop, staff_client, name):
+    """0 clicks, a label mathtext cannot parse and 300 distinct placements: every chart is still a PNG (was a 500)."""
+    user, product = shop["users"][0], shop["products"][0]
+    rows = [Interaction(user=user, product=product, event="impression", placement="$\\notacommand{$",
+                        strategy="$\\notacommand{$", arm="b") for _ in range(reports.MIN_IMPRESSIONS)]
+    rows += [Interaction(user=user, product=product, event="impression", placement=f"shelf-{number}",
+                         strategy="never-clicked", arm="c") for number in range(300)]
+    Interaction.objects.bulk_create(rows)
+    response = staff_client.get(reverse("admin:recommender_dashboard_chart", args=[name]))
+    assert response.status_code == 200 and response.content.startswith(PNG_MAGIC)
 
 
 def test_unknown_chart_is_404(shop, staff_client):

@@ -27,7 +27,12 @@ def client():
 
 
 def signed_in(username, staff=False):
+    """A signed-in client; ``staff``: a staff account holding the model-version permissions the staff API asks."""
+    from django.contrib.auth.models import Permission
+
     user = get_user_model().objects.create_user(username, password="pw-123456", is_staff=staff)
+    if staff:
+        user.user_permissions.add(*Permission.objects.filter(codename__in=["view_modelversion", "change_modelversion"]))
     api = APIClient()
     api.force_login(user)
     return user, api

@@ -61,10 +61,10 @@ MATRIX = [
     ("get", lambda w: api("schema"), None, EVERYONE),
     ("get", lambda w: api("docs"), None, EVERYONE),
     ("get", lambda w: reverse("recommender:onboarding"), None, EVERYONE),
-    ("get", lambda w: api("models"), None, {**STAFF_API, "staff": 200}),  # IsAdminUser: is_staff
+    # Staff without model permissions get nothing, as in the admin.
+    ("get", lambda w: api("models"), None, STAFF_API),
     # An unknown strategy: permitted callers get the validation error, so nothing is trained.
-    ("post", lambda w: api("train"), lambda w: {"strategy": "no-such-strategy"},
-     {**STAFF_API, "staff": 400, "superuser": 400}),
+    ("post", lambda w: api("train"), lambda w: {"strategy": "no-such-strategy"}, {**STAFF_API, "superuser": 400}),
     ("get", lambda w: admin("userprofile_changelist"), None, ADMIN_PAGE),
     ("get", lambda w: admin("rating_changelist"), None, ADMIN_PAGE),
     ("get", lambda w: admin("interaction_changelist"), None, ADMIN_PAGE),
@@ -148,6 +148,22 @@ def test_staff_users_with_view_permission_see_the_dashboard(world):
     assert client.get(admin("dashboard_changelist")).status_code == 200
     assert client.get(admin("preview_changelist")).status_code == 200
     assert client.get(admin("interaction_changelist")).status_code == 403
+
+
+def test_the_staff_api_asks_for_the_admins_model_permissions(world):
+    """is_staff alone opens nothing; view permission lists versions; change permission is needed to retrain."""
+    from django.contrib.auth.models import Permission
+
+    staff = world["people"]["staff"]
+    client = client_for(world, "staff")
+    assert client.get(api("models")).status_code == 403
+    assert client.post(api("train"), {"strategy": "no-such-strategy"}, content_type="application/json").status_code == 403
+    staff.user_permissions.add(Permission.objects.get(codename="view_modelversion"))
+    assert client.get(api("models")).status_code == 200
+    assert client.post(api("train"), {"strategy": "no-such-strategy"}, content_type="application/json").status_code == 403
+    staff.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
+    client = client_for(world, "staff")  # permissions are cached per user object
+    assert client.post(api("train"), {"strategy": "no-such-strategy"}, content_type="application/json").status_code == 400
 
 
 @pytest.mark.parametrize("method, name, body", [

@@ -1,14 +1,31 @@
-"""Staff-only API views: trained model versions, and queueing a retrain."""
+"""Staff-only API views: trained model versions, and queueing a retrain.
+
+They ask what the admin asks: a staff account that also holds the model permission
+(``recommender.view_modelversion`` to list, ``recommender.change_modelversion`` to retrain, as
+the admin's list and its retrain action do). ``is_staff`` alone opens nothing.
+"""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..models import ModelVersion
+from .parsers import PARSER_CLASSES
 from ..strategies.registry import available_keys
+
+
+class StaffWithModelPermissions(BasePermission):
+    """Active staff holding every permission in the view's ``required_permissions``."""
+
+    message = "Staff access with the matching model permission is required (as in the admin)."
+
+    def has_permission(self, request, view):
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active and user.is_staff
+                    and user.has_perms(view.required_permissions))
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -42,7 +59,8 @@ class VersionPagination(LimitOffsetPagination):
 class ModelVersionListView(generics.ListAPIView):
     """Every trained version of every strategy, newest first (staff only)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffWithModelPermissions]
+    required_permissions = ("recommender.view_modelversion",)
     serializer_class = ModelVersionSerializer
     pagination_class = VersionPagination
     queryset = ModelVersion.objects.order_by("-created_at", "-pk")
@@ -55,7 +73,9 @@ class ModelVersionListView(generics.ListAPIView):
 class TrainModelView(APIView):
     """Queue the training of one strategy (staff only); answers 202 with the task's id."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffWithModelPermissions]
+    required_permissions = ("recommender.change_modelversion",)
+    parser_classes = PARSER_CLASSES
 
     @extend_schema(operation_id="models_train", summary="Queue a retrain", request=TrainRequestSerializer,
                    responses={202: QueuedTrainingSerializer, 409: OpenApiResponse(description="That strategy is training now")}, tags=["models"])
