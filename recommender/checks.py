@@ -83,6 +83,36 @@ def check_strategies(app_configs, **kwargs):
 
 
 @register()
+def check_placements(app_configs, **kwargs):
+    """Each placement's entry is well formed and names registered strategy keys only."""
+    from .serving.placements import get_placement, placement_names
+    from .strategies import registry
+
+    errors = []
+    if not isinstance(settings.PLACEMENTS, dict) or not all(isinstance(entry, dict) for entry in settings.PLACEMENTS.values()):
+        return [Error("RECOMMENDER['PLACEMENTS'] must map placement names to dicts.",
+                      hint="See docs/settings.md, Placements.", id="recommender.E008")]
+    known = set(registry.available_keys())
+    for name in placement_names():
+        try:
+            placement = get_placement(name)
+        except (TypeError, ValueError) as exc:
+            errors.append(Error(str(exc), hint="See docs/settings.md, Placements.", id="recommender.E008"))
+            continue
+        errors += _unknown_strategies(placement.strategies, f"Placement {name!r}", known)
+    return errors + _unknown_strategies(settings.FALLBACK_STRATEGIES or [], "FALLBACK_STRATEGIES", known)
+
+
+def _unknown_strategies(keys, where: str, known: set[str]) -> list:
+    return [
+        Error(f"{where} names strategy {key!r}, which is not registered.",
+              hint=f"Known strategies: {', '.join(sorted(known))}; register yours in RECOMMENDER['STRATEGIES'].",
+              id="recommender.E009")
+        for key in keys if key not in known
+    ]
+
+
+@register()
 def check_optional_dependencies(app_configs, **kwargs):
     warnings = []
     if importlib.util.find_spec("torch") is None:

@@ -71,6 +71,25 @@ DEFAULTS = {
     # torch CPU threads for embedding product texts; None: min(2, CPU count).
     "TEXT_MODEL_THREADS": None,
     # --- Serving.
+    # Where shelves are shown and how each is filled: {placement: {key: value}}. Keys: "title";
+    # "strategies" (tried first, before the visitor's A/B arm or DEFAULT_STRATEGY, then
+    # FALLBACK_STRATEGIES); "similar_to_product" (strategies answer "items like the product in
+    # view" instead of "items for this visitor"); "exclude_events" (products the visitor has such
+    # events with are not shown); "max_category_share" (overrides MAX_CATEGORY_SHARE). A host's
+    # entry for a placement is merged key by key over the default one; other placement names get
+    # the defaults of an empty entry. See docs/settings.md.
+    "PLACEMENTS": {
+        "home": {"title": "Picked for you"},
+        "similar": {"title": "Similar products", "strategies": ["content"], "similar_to_product": True,
+                    "max_category_share": 1.0},
+        "also_bought": {"title": "Shoppers like you also bought"},
+        "cart": {"title": "You may also like", "exclude_events": ["cart"]},
+        "onboarding": {"title": "Tell us what you like"},
+    },
+    # Tried after a placement's own strategies and the visitor's strategy, in order, while a
+    # strategy has no active version or has nothing to say (item_knn needs session events);
+    # a popularity list counted from the database comes last, so a shelf is never empty.
+    "FALLBACK_STRATEGIES": ["item_knn", "hybrid", "segment_popularity", "popularity"],
     "SESSION_HISTORY_LENGTH": 20,
     "MAX_CATEGORY_SHARE": 0.5,
     "CACHE_ALIAS": "default",
@@ -133,6 +152,9 @@ DEFAULTS = {
 }
 
 IMPORT_STRINGS = {"CATALOG_ADAPTER"}
+# Dict settings a host's value replaces instead of being merged into the default key by key
+# (PLACEMENTS is merged per placement by recommender.serving.placements).
+UNMERGED = {"STRATEGIES"}
 
 
 class RecommenderSettings:
@@ -161,7 +183,7 @@ class RecommenderSettings:
             raise AttributeError(f"Invalid RECOMMENDER setting: {attr!r}")
         value = self.user_settings.get(attr, self.defaults[attr])
         default = self.defaults[attr]
-        if isinstance(default, dict) and attr in self.user_settings and attr != "STRATEGIES":
+        if isinstance(default, dict) and attr in self.user_settings and attr not in UNMERGED:
             value = {**default, **value}
         if attr in IMPORT_STRINGS and isinstance(value, str):
             value = import_string(value)

@@ -115,6 +115,8 @@ class Interaction(models.Model):
 
     Belongs to an account (``user``) or, before sign-up, to an anonymous visitor
     (``visitor_key``). ``dedupe_key`` makes a retried batch or a second import add nothing.
+    Every query the request path makes on it uses one of the indexes below (tests/test_queries.py
+    reads the query plans on SQLite and PostgreSQL).
     """
 
     user = models.ForeignKey(
@@ -142,6 +144,9 @@ class Interaction(models.Model):
             models.Index(fields=["visitor_key", "-timestamp"], name="rec_inter_visitor_time"),
             models.Index(fields=["timestamp"], name="rec_inter_time"),
             models.Index(fields=["event", "timestamp"], name="rec_inter_event_time"),
+            # "Did this visitor buy this product?" for each candidate of a shelf (serving's rules).
+            models.Index(fields=["user", "event", "product"], name="rec_inter_user_bought"),
+            models.Index(fields=["visitor_key", "event", "product"], name="rec_inter_visitor_bought"),
         ]
 
     def __str__(self):

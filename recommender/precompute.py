@@ -6,8 +6,9 @@ is one task (a Celery group, so any number of workers share the work) that score
 one ``score_batch`` call and stores each user's top ``PRECOMPUTE_SIZE`` in the cache under a key
 holding the active version id, so a new activation makes old lists unreachable.
 
-A stored list also holds the id of the user's latest event when it was computed: serving uses
-it only while the user has done nothing since (``get_precomputed``), otherwise it scores live.
+A stored list also holds the id of the user's latest event and their profile's version when it
+was computed: serving's candidates step uses it only while the user has done nothing since and
+kept their profile (``get_precomputed``), otherwise it scores live.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .conf import settings
 from .models import EventType, Interaction, UserProfile
 from .serving import loaded_models
 from .serving.context import EVENT_COLUMNS, context_builder
+from .serving.visitor import profile_version
 from .strategies.base import Context, top_k_batch
 
 KEY = "recommender:precomputed:{strategy}:{version}:{user}"
@@ -80,28 +82,30 @@ def precompute_for_users(strategy_key: str, version_id: int, user_pks: list, k: 
     if strategy is None or getattr(strategy, "version_id", None) != version_id or not user_pks:
         return 0
     k = int(k or settings.PRECOMPUTE_SIZE)
-    contexts, latest_event_ids, bought = user_contexts(user_pks)
+    contexts, latest_event_ids, bought, profile_versions = user_contexts(user_pks)
     scores = strategy.score_batch(contexts).copy()
     for row, item_ids in enumerate(bought):
         positions = strategy.item_positions(item_ids)
         scores[row, positions[positions >= 0]] = -np.inf
     top = top_k_batch(scores, k)
     entries = {}
-    for row, (user_pk, context) in enumerate(zip(user_pks, contexts)):
+    for row, (user_pk, context, version) in enumerate(zip(user_pks, contexts, profile_versions)):
         positions = top[row][top[row] >= 0]
         entries[cache_key(strategy_key, version_id, user_pk)] = {
             "items": [str(item) for item in strategy.item_ids[positions]],
             "scores": scores[row, positions].tolist(),
             "reasons": strategy._explain(context, positions),
             "latest_event": latest_event_ids.get(user_pk, 0),
+            "profile_version": version,
             "computed_at": timezone.now().isoformat(),
         }
     _cache().set_many(entries, timeout=settings.PRECOMPUTE_TIMEOUT)
     return len(entries)
 
 
-def user_contexts(user_pks: list) -> tuple[list[Context], dict, list[set[str]]]:
-    """Contexts of signed-in users (profile + latest events), their latest event ids, bought items.
+def user_contexts(user_pks: list) -> tuple[list[Context], dict, list[set[str]], list[str]]:
+    """Contexts of signed-in users (profile + latest events), their latest event ids, bought items
+    and profile versions.
 
     Three queries whatever the number of users: profiles, the latest ``SESSION_HISTORY_LENGTH``
     events per user (a window function), and purchases.
@@ -135,19 +139,29 @@ def user_contexts(user_pks: list) -> tuple[list[Context], dict, list[set[str]]]:
         )
         for user_pk in user_pks
     ]
-    return contexts, latest_event_ids, [bought.get(user_pk, set()) for user_pk in user_pks]
+    versions = [profile_version(profiles.get(user_pk)) for user_pk in user_pks]
+    return contexts, latest_event_ids, [bought.get(user_pk, set()) for user_pk in user_pks], versions
 
 
-def get_precomputed(strategy_key: str, user_pk, latest_event_id: int | None = None) -> dict | None:
+def get_precomputed(strategy_key: str, user_pk, latest_event_id=None, profile_version: str | None = None) -> dict | None:
     """The stored list of a user for the active version, or None (absent, stale or outdated).
 
-    ``latest_event_id``: the user's latest non-impression event now; a list computed before it
-    is outdated (the user did something since) and is not returned.
+    ``latest_event_id``: the id of the user's newest event that counts as context now; a list
+    computed before it is outdated (the user did something since) and is not returned, nor is
+    one computed before the profile last changed (``profile_version``). This is serving's read
+    side (the candidates step); it costs one cache read and no query.
     """
     version_id = loaded_models.active_version_ids().get(strategy_key)
     if version_id is None:
         return None
-    entry = _cache().get(cache_key(strategy_key, version_id, user_pk))
-    if entry is None or (latest_event_id is not None and entry["latest_event"] != latest_event_id):
+    try:
+        entry = _cache().get(cache_key(strategy_key, version_id, user_pk))
+    except Exception:  # a cache outage: score live
+        return None
+    if entry is None:
+        return None
+    if latest_event_id is not None and str(entry["latest_event"]) != str(latest_event_id):
+        return None
+    if profile_version is not None and entry.get("profile_version") != profile_version:
         return None
     return entry

@@ -13,14 +13,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.contrib.auth import get_user_model
 
-from . import service, training
-from .serving import loaded_models
-from .serving.context import visitor_context
-from .serving.visitor import Visitor
+from . import training
 from .catalog import get_adapter
 from .conf import settings
+from .serving import loaded_models
+from .serving.candidates import DATABASE_POPULARITY
+from .serving.context import context_builder, visitor_context
+from .serving.placements import get_placement
+from .serving.visitor import Visitor
 from .strategies import registry
 from .strategies.base import Context, Event
+from .strategies.hybrid import HybridStrategy
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ def context_for_visitor(profile: dict, product_ids: list[str]) -> Context:
     if missing:
         raise PreviewError(f"No product with id {', '.join(missing)}.")
     profile = {key: value for key, value in profile.items() if value not in (None, "")}
-    return Context(profile=profile, events=tuple(Event(item_id=str(pk), event="view") for pk in pks))
+    return context_builder().build(profile=profile, events=[Event(item_id=str(pk), event="view") for pk in pks])
 
 
 def build_preview(context: Context, k: int = 10) -> Preview:
@@ -86,14 +89,11 @@ def build_preview(context: Context, k: int = 10) -> Preview:
     exclude = set(context.event_item_ids)
     columns = [_column(key, context, k, exclude) for key in registry.available_keys()]
     by_key = {column.key: column for column in columns}
-    served_by = next(
-        (key for key in service.strategy_chain(settings.DEFAULT_STRATEGY, has_events=bool(context.events))
-         if by_key.get(key) is not None and by_key[key].version_id is not None),
-        service.DATABASE_POPULARITY,
-    )
+    served_by = next((key for key in _home_chain() if _would_serve(by_key.get(key), key, context)),
+                     DATABASE_POPULARITY)
     hybrid, components, weights = by_key.get(training.HYBRID_KEY), [], {}
     model = loaded_models.get_active_strategy(training.HYBRID_KEY) if hybrid and hybrid.rows else None
-    if model is not None and hasattr(model, "explain_scores"):
+    if isinstance(model, HybridStrategy):  # the hybrid column shows its components' parts
         components, weights = _explain_hybrid(model, context, hybrid)
     titles = _titles([row.item_id for column in columns for row in column.rows])
     for column in columns:
@@ -101,6 +101,18 @@ def build_preview(context: Context, k: int = 10) -> Preview:
             row.title = titles.get(row.item_id, row.item_id)
     return Preview(context=context, columns=columns, served_by=served_by, hybrid=hybrid,
                    hybrid_components=components, hybrid_weights=weights)
+
+
+def _home_chain() -> list[str]:
+    """The strategies serving tries on the home placement for a visitor with consent."""
+    return get_placement("home").strategy_chain(settings.DEFAULT_STRATEGY, settings.FALLBACK_STRATEGIES)
+
+
+def _would_serve(column: StrategyPreview | None, key: str, context: Context) -> bool:
+    """Whether serving would take ``key``'s list for ``context``: it has one, and events if it needs them."""
+    if column is None or column.version_id is None or not column.rows:
+        return False
+    return bool(context.events) or not registry.get_strategy_class(key).needs_events
 
 
 def _column(key: str, context: Context, k: int, exclude: set[str]) -> StrategyPreview:
@@ -131,8 +143,7 @@ def _explain_hybrid(model, context: Context, hybrid: StrategyPreview) -> tuple[l
     for row, position in zip(hybrid.rows, positions):
         if position >= 0:
             row.contributions = {key: _finite(contributions[key][position]) for key in components}
-    weights = model.weights_table() if hasattr(model, "weights_table") else {}
-    return components, weights
+    return components, model.weights_table()
 
 
 def _finite(value) -> float | None:

@@ -15,7 +15,11 @@ from django.db.models import Count, Max
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from .conf import settings
 from .models import EventType, Interaction, ModelVersion
+from .serving.candidates import DATABASE_POPULARITY
+from .serving.placements import get_placement, placement_names
+from .strategies import registry
 
 WINDOW_DAYS = 30
 VERSIONS_PER_STRATEGY = 20
@@ -237,23 +241,20 @@ class PlacementServing:
 def serving_now() -> list[PlacementServing]:
     """One row per placement (and A/B arm): the first strategy of its chain with an active version.
 
-    The same chain serving walks (``service.strategy_chain``): the arm's or default strategy,
-    then the fallbacks; "similar" asks the content strategy first. Without any active version
-    the database popularity list serves.
+    The same chain serving walks (``Placement.strategy_chain``, see docs/architecture.md): the
+    placement's own strategies, the arm's or default strategy, then the fallbacks, for a visitor
+    without session events (a strategy that needs events is passed over). Without any active
+    version the database popularity list serves.
     """
-    from . import service
-    from .conf import settings
-
     active = dict(ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).values_list("strategy", "pk"))
     test = settings.AB_TEST or {}
     arms = sorted((test.get("arms") or {}).items()) or [("", None)]
     rows = []
-    for placement, title in service.PLACEMENT_TITLES.items():
+    for placement in placement_names():
+        spot = get_placement(placement)
         for arm, share in arms:
-            wanted = arm or settings.DEFAULT_STRATEGY
-            chain = service.strategy_chain(wanted)
-            if placement in service.SIMILAR_PLACEMENTS:
-                chain = ["content", *[key for key in chain if key != "content"]]
+            chain = [key for key in spot.strategy_chain(arm or settings.DEFAULT_STRATEGY, settings.FALLBACK_STRATEGIES)
+                     if not _needs_events(key)]
             serving = next((key for key in chain if key in active), None)
             if serving is None:
                 note = "no trained model yet: the products most visitors interacted with, counted in the database"
@@ -264,7 +265,14 @@ def serving_now() -> list[PlacementServing]:
                 note = f"fallback: {skipped} has no active version"
             if arm:
                 note = f"A/B test {test.get('name', '')!s}, arm {arm} ({float(share):.0%} of visitors); {note}"
-            rows.append(PlacementServing(placement=placement, title=title, arm=arm,
-                                         strategy=serving or service.DATABASE_POPULARITY,
+            rows.append(PlacementServing(placement=placement, title=spot.title, arm=arm,
+                                         strategy=serving or DATABASE_POPULARITY,
                                          version=active.get(serving), note=note))
     return rows
+
+
+def _needs_events(key: str) -> bool:
+    try:
+        return registry.get_strategy_class(key).needs_events
+    except Exception:  # an unimportable strategy: the system checks report it
+        return False

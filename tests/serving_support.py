@@ -1,12 +1,13 @@
 """Helpers shared by the serving tests: a small catalog in the host's product model and
-strategies fitted on it, served through ``recommender.service`` as if they were active."""
+strategies fitted on it, served through ``recommender.service`` as if they were active (the
+loaded-model registry is patched, as a serving process sees it)."""
 
 import numpy as np
 import pandas as pd
 
-from recommender import service
 from recommender.catalog import get_adapter
 from recommender.data.dataset import Dataset
+from recommender.serving import loaded_models
 from recommender.strategies.registry import create_strategy
 
 CATEGORIES = ("Garden", "Kitchen", "Sports")
@@ -72,8 +73,8 @@ def fit_strategies(dataset, keys=("popularity", "segment_popularity")):
 
 def serve(monkeypatch, models):
     """Serve ``models`` ({key: fitted strategy}) as the active versions; others have none."""
-    monkeypatch.setattr(service, "active_strategy", models.get)
-    monkeypatch.setattr(service, "models_stamp", lambda: "test-" + ",".join(sorted(models)))
+    monkeypatch.setattr(loaded_models, "get_active_strategy", models.get)
+    monkeypatch.setattr(loaded_models, "models_stamp", lambda: "test-" + ",".join(sorted(models)))
 
 
 def served_catalog(monkeypatch):

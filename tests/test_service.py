@@ -10,7 +10,9 @@ from django.test import override_settings
 from recommender import events, service
 from recommender.catalog import get_adapter
 from recommender.models import UserProfile
+from recommender.data.dataset import Dataset
 from recommender.strategies.base import Strategy
+from recommender.strategies.registry import create_strategy
 
 from .serving_support import catalog_dataset, category_of, fit_strategies, make_catalog, serve
 
@@ -67,7 +69,7 @@ def test_forced_strategy_and_placement_title(models):
     """A forced strategy key is served, and the placement sets the widget title."""
     served = service.recommend(visitor_key="v1", strategy="popularity", placement="cart", k=3)
     assert served.strategy == "popularity"
-    assert served.title == service.PLACEMENT_TITLES["cart"]
+    assert served.title == "You may also like" == service.get_placement("cart").title
 
 
 def test_no_consent_means_popularity_without_profile_or_events(models, products):
@@ -122,16 +124,18 @@ def test_results_are_cached_until_the_visitor_acts(models, products, django_asse
         service.recommend(visitor_key="v1", k=3)
 
 
-def test_a_cache_miss_costs_four_queries(models, products, django_assert_num_queries):
-    """Profile, recent events (whose newest id stamps the cache key), purchases, and the
-    in-stock product rows of the ranked candidates: four queries, however long the list."""
-    events.record([{"product": products[0].pk, "event": "click"}, {"product": products[1].pk, "event": "view"}],
-                  visitor_key="v1")
-    service.recommend(visitor_key="v1", k=3)  # loads the models' version stamp once
-    events.record([{"product": products[2].pk, "event": "click"}], visitor_key="v1")
-    with django_assert_num_queries(4):
-        served = service.recommend(visitor_key="v1", k=6)
+def test_a_cache_miss_costs_three_queries(models, products, django_assert_num_queries):
+    """Profile, recent events (whose newest id stamps the cache key), and the ranked candidates'
+    product rows that are in stock and not bought by the visitor: three queries, however long the list."""
+    user = woman()
+    events.record([{"product": products[0].pk, "event": "click"}, {"product": products[1].pk, "event": "purchase"}],
+                  user=user)
+    service.recommend(user=user, k=3)  # loads the models' version stamp once
+    events.record([{"product": products[2].pk, "event": "click"}], user=user)
+    with django_assert_num_queries(3):
+        served = service.recommend(user=user, k=6)
     assert not served.cached and len(served) == 6
+    assert str(products[1].pk) not in {item.item_id for item in served}
 
 
 def test_cached_results_differ_per_visitor_placement_and_k(models):
@@ -143,11 +147,66 @@ def test_cached_results_differ_per_visitor_placement_and_k(models):
 
 
 def test_products_keep_the_ranked_order(models):
-    """Products come back in the strategy's order with their own scores."""
+    """Without a category cap, products come back in the strategy's order with their own scores."""
     ranked = models["popularity"].recommend(k=5)
-    served = service.recommend(visitor_key="v1", strategy="popularity", k=5)
+    with override_settings(RECOMMENDER={**settings.RECOMMENDER, "MAX_CATEGORY_SHARE": 1.0}):
+        served = service.recommend(visitor_key="v1", strategy="popularity", k=5)
     assert [str(product.pk) for product in served.products] == ranked.item_ids
     assert served.scores == pytest.approx(ranked.scores.tolist())
+
+
+def test_the_category_cap_holds_for_every_strategy(models):
+    """A fallback strategy's list obeys the category cap too (it used to be the hybrid's rule alone),
+    and the capped list stays in score order."""
+    ranked = models["popularity"].recommend(k=6)
+    assert max(Counter(category_of(get_adapter().queryset().get(pk=pk)) for pk in ranked.item_ids).values()) > 2
+    for key in ("popularity", "segment_popularity"):
+        served = service.recommend(user=woman(f"cap-{key}"), strategy=key, k=6)
+        assert served.strategy == key and len(served) == 6
+        assert max(Counter(category_of(product) for product in served.products).values()) <= 3
+        assert served.scores == sorted(served.scores, reverse=True)
+    with override_settings(RECOMMENDER={**settings.RECOMMENDER, "MAX_CATEGORY_SHARE": 0.34}):
+        served = service.recommend(visitor_key="v-cap", strategy="popularity", k=6)
+    assert sorted(Counter(category_of(product) for product in served.products).values()) == [2, 2, 2]
+
+
+def test_stock_is_read_live_not_frozen_at_training(products, monkeypatch):
+    """The hybrid trained while a product was sold out serves it once restocked (no retraining),
+    and stops serving a product that sells out after training."""
+    dataset = catalog_dataset(products)
+    favourite = dataset.interactions["item_id"].value_counts().index[0]
+    items = dataset.items.copy()
+    items.loc[favourite, "in_stock"] = False  # sold out when the snapshot was taken
+    dataset = Dataset(users=dataset.users, items=items, interactions=dataset.interactions)
+    hybrid = create_strategy("hybrid", components=["segment_popularity", "popularity"], learn_weights=False).fit(dataset)
+    serve(monkeypatch, {"hybrid": hybrid})
+    served = service.recommend(visitor_key="v-stock", k=4)
+    assert served.strategy == "hybrid" and served.items[0].item_id == favourite
+    product = get_adapter().queryset().get(pk=favourite)
+    setattr(product, get_adapter().field_paths["in_stock"], False)
+    product.save()
+    caches_clear()  # a served list may be reused for CACHE_TIMEOUT
+    assert favourite not in {item.item_id for item in service.recommend(visitor_key="v-stock", k=4)}
+
+
+def test_a_profile_change_shows_on_the_next_page(models):
+    """The served-list cache key holds the profile's version: a saved profile change is served at once."""
+    user = woman("flip")
+    first = service.recommend(user=user, k=4)
+    assert service.recommend(user=user, k=4).cached
+    profile = UserProfile.objects.get(user=user)
+    profile.gender = "m"
+    profile.save()
+    changed = service.recommend(user=user, k=4)
+    assert not changed.cached and changed.context.profile["gender"] == "m"
+    assert {category_of(product) for product in changed.products[:2]} == {"Sports"}
+    assert {category_of(product) for product in first.products[:2]} == {"Garden"}
+
+
+def caches_clear():
+    from django.core.cache import caches
+
+    caches["default"].clear()
 
 
 def test_failing_strategy_falls_back(models, monkeypatch):

@@ -38,14 +38,23 @@ class KnownEvents:
 
 
 def known_events(visitor: Visitor, builder: ContextBuilder | None = None) -> KnownEvents:
-    """The visitor's newest counting events: one query on the visitor's (owner, time) index."""
+    """The visitor's newest counting events: one query on the visitor's (owner, time) index.
+
+    Read once per ``Visitor`` (so once per request: the onboarding strip and every shelf of a
+    page share it); a visitor resolved for a later request reads again.
+    """
     if not visitor.known or not visitor.consent:
         return KnownEvents()
     builder = builder or context_builder()
-    rows = visitor.interactions().filter(event__in=builder.event_types).order_by("-timestamp", "-pk")
-    rows = list(rows.values_list("pk", *EVENT_COLUMNS)[:builder.max_events] if builder.max_events else
-                rows.values_list("pk", *EVENT_COLUMNS))
-    return KnownEvents(events=builder.events_from_rows(row[1:] for row in rows), stamp=str(rows[0][0]) if rows else "0")
+    known = visitor.known_events_read.get(builder)
+    if known is None:
+        rows = visitor.interactions().filter(event__in=builder.event_types).order_by("-timestamp", "-pk")
+        rows = list(rows.values_list("pk", *EVENT_COLUMNS)[:builder.max_events] if builder.max_events else
+                    rows.values_list("pk", *EVENT_COLUMNS))
+        known = KnownEvents(events=builder.events_from_rows(row[1:] for row in rows),
+                            stamp=str(rows[0][0]) if rows else "0")
+        visitor.known_events_read[builder] = known
+    return known
 
 
 def visitor_context(visitor: Visitor, known: KnownEvents | None = None, product_id: str | None = None,

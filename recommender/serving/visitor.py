@@ -27,6 +27,8 @@ class Visitor:
         self.user = user
         self.visitor_key = visitor_key or ""
         self._profile = _NOT_READ
+        # What serving.context read of this visitor's events, per builder: read once per request.
+        self.known_events_read: dict = {}
 
     def __repr__(self):
         return f"<Visitor {self.identity}>"
@@ -75,10 +77,7 @@ class Visitor:
     @property
     def profile_version(self) -> str:
         """Changes whenever the profile is saved (a served-list cache key part)."""
-        profile = self.profile()
-        if profile is None:
-            return "none"
-        return f"{profile.pk}:{profile.updated_at.timestamp() if profile.updated_at else ''}"
+        return profile_version(self.profile())
 
     @property
     def arm(self) -> str:
@@ -88,6 +87,13 @@ class Visitor:
     def has_events(self) -> bool:
         """Whether the visitor has done anything that counts as context (one query)."""
         return self.known and self.interactions().exclude(event=EventType.IMPRESSION).exists()
+
+
+def profile_version(profile: UserProfile | None) -> str:
+    """A string that changes whenever ``profile`` is saved (``updated_at``), "none" without one."""
+    if profile is None:
+        return "none"
+    return f"{profile.pk}:{profile.updated_at.timestamp() if profile.updated_at else ''}"
 
 
 def visitor_from(user=None, visitor_key="", request=None, create=True) -> Visitor:

@@ -1,4 +1,4 @@
-"""The strategy contract every recommender follows (STYLE rules 3–4).
+"""The strategy contract every recommender follows (see docs/architecture.md, "Strategies").
 
 A strategy is fitted on a ``Dataset`` and then recommends from a ``Context`` (profile
 attributes plus recent events), never only from an id seen in training: users, sessions and
@@ -6,13 +6,16 @@ products that were not in the training data are served without refitting.
 
 Subclasses implement ``_fit`` and ``_score_batch`` (and ``_save_state``/``_load_state`` for
 anything beyond their params); the public methods here do the bookkeeping once: fitted checks,
-``k`` validation, id mapping, exclusion, top-k, and the artifact's metadata.
+``k`` validation, id mapping, the candidate filter (allowed and excluded items), top-k,
+``similar_items``, explanations on demand and the artifact's metadata. Business rules (stock,
+already bought, category cap) are not a strategy's job: serving applies them to any list.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +25,8 @@ import pandas as pd
 
 from ..data.dataset import Dataset
 from .caching import LRUCache
+
+logger = logging.getLogger(__name__)
 
 ARTIFACT_FORMAT = 1
 # ``top_k_batch``: columns sampled to bound each row's top k, and the most candidates a row
@@ -67,20 +72,49 @@ class Context:
         return [event.item_id for event in self.events]
 
 
-@dataclass
 class Recommendations:
-    """A ranked list: item ids, their scores and one human-readable reason each."""
+    """A ranked list: item ids, their scores and one human-readable reason each.
 
-    item_ids: list[str]
-    scores: np.ndarray
-    reasons: list[str]
-    strategy: str = ""
+    ``reasons`` are given, or worked out on first use by ``explain`` (a callable from indices
+    into this list to their reasons): serving asks only for the reasons of the items that
+    survive the business rules (``reasons_at``).
+    """
+
+    def __init__(self, item_ids: list[str], scores: np.ndarray, reasons: list[str] | None = None,
+                 strategy: str = "", explain: Callable[[np.ndarray], list[str]] | None = None):
+        if reasons is None and explain is None:
+            raise TypeError("Recommendations need reasons or an explain callable")
+        self.item_ids = list(item_ids)
+        self.scores = np.asarray(scores)
+        self.strategy = strategy
+        self._reasons = None if reasons is None else list(reasons)
+        self._explain = explain
+
+    @property
+    def reasons(self) -> list[str]:
+        """One reason per item, in rank order."""
+        if self._reasons is None:
+            self._reasons = list(self._explain(np.arange(len(self.item_ids)))) if self.item_ids else []
+        return self._reasons
+
+    def reasons_at(self, indices: Sequence[int]) -> list[str]:
+        """The reasons of the items at ``indices`` of this list (only those are worked out)."""
+        if self._reasons is not None or not len(indices):
+            return [self.reasons[index] for index in indices]
+        return list(self._explain(np.asarray(indices, dtype=np.int64)))
 
     def __len__(self):
         return len(self.item_ids)
 
     def __iter__(self):
         return iter(zip(self.item_ids, self.scores.tolist(), self.reasons))
+
+    def __repr__(self):
+        return f"<Recommendations {self.strategy or '?'}: {self.item_ids[:5]}{'...' if len(self) > 5 else ''}>"
+
+    @classmethod
+    def empty(cls, strategy: str = "") -> "Recommendations":
+        return cls(item_ids=[], scores=np.zeros(0, dtype=np.float32), reasons=[], strategy=strategy)
 
 
 def index_positions(index: pd.Index, item_ids: Sequence[str]) -> np.ndarray:
@@ -174,6 +208,9 @@ class Strategy:
     key: ClassVar[str] = ""
     label: ClassVar[str] = ""
     default_params: ClassVar[dict[str, Any]] = {}
+    # True: without session events the strategy has nothing of its own to say (it would only
+    # repeat popularity), so serving asks the next strategy of the chain instead.
+    needs_events: ClassVar[bool] = False
 
     def __init__(self, **params):
         unknown = set(params) - set(self.default_params) - {"seed"}
@@ -272,20 +309,58 @@ class Strategy:
     def score(self, context: Context) -> np.ndarray:
         return self.score_batch([context])[0]
 
-    def recommend(self, context: Context | None = None, k: int = 10, exclude: Iterable[str] = ()) -> Recommendations:
-        """Return the top ``k`` items for ``context``, never one of ``exclude``."""
-        if not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+    def recommend(self, context: Context | None = None, k: int = 10, exclude: Iterable[str] = (),
+                  allowed: Iterable[str] | None = None) -> Recommendations:
+        """Return the top ``k`` items for ``context``.
+
+        The candidate filter: never one of ``exclude``; when ``allowed`` is given, only items
+        in it (ids the strategy does not know are ignored in both). Fewer than ``k`` come back
+        when fewer candidates have a finite score.
+        """
+        _check_k(k)
         context = context or Context()
         scores = self.score(context).copy()
+        self._filter_candidates(scores, exclude, allowed)
+        return self._ranked(context, scores, self._top_k(scores, int(k)))
+
+    def similar_items(self, item_id: str, k: int = 10, exclude: Iterable[str] = (),
+                      allowed: Iterable[str] | None = None) -> Recommendations:
+        """The ``k`` items most like ``item_id``, never the item itself; same candidate filter.
+
+        By default: what the strategy recommends to a visitor looking at ``item_id`` and known
+        for nothing else (``_similar_context``). An item the strategy does not know has no
+        similar items here: the list is empty (serving asks the next strategy).
+        """
+        _check_k(k)
+        item_id = str(item_id)
+        if self.item_positions([item_id])[0] < 0:
+            return Recommendations.empty(self.key)
+        context = self._similar_context(item_id)
+        scores = self.score(context).copy()
+        self._filter_candidates(scores, [item_id, *exclude], allowed)
+        return self._ranked(context, scores, self._top_k(scores, int(k)))
+
+    def _similar_context(self, item_id: str) -> Context:
+        """The context ``similar_items`` scores for ``item_id`` (default: the product in view alone)."""
+        return Context(product_id=item_id)
+
+    def _filter_candidates(self, scores: np.ndarray, exclude: Iterable[str], allowed: Iterable[str] | None) -> None:
+        """Rule out, in place, items outside the candidate filter (``-inf``)."""
+        if allowed is not None:
+            positions = self.item_positions(allowed)
+            keep = np.zeros(len(scores), dtype=bool)
+            keep[positions[positions >= 0]] = True
+            scores[~keep] = -np.inf
         excluded = self.item_positions(exclude)
         scores[excluded[excluded >= 0]] = -np.inf
-        positions = self._top_k(scores, int(k))
+
+    def _ranked(self, context: Context, scores: np.ndarray, positions: np.ndarray) -> Recommendations:
+        """The list of ``positions`` (best first), explained on demand."""
         return Recommendations(
             item_ids=[str(i) for i in self.item_ids[positions]],
             scores=scores[positions],
-            reasons=self._explain(context, positions),
             strategy=self.key,
+            explain=lambda chosen: self._explain(context, positions[chosen]),
         )
 
     def _top_k(self, scores: np.ndarray, k: int) -> np.ndarray:
@@ -336,7 +411,13 @@ class Strategy:
         if meta.get("format") != ARTIFACT_FORMAT:
             raise ValueError(f"{directory}: artifact format {meta.get('format')} is not {ARTIFACT_FORMAT}")
         klass = cls if cls.key == meta["key"] and cls is not Strategy else import_strategy_class(meta["class"])
-        strategy = klass(**meta["params"])
+        params = dict(meta["params"])
+        retired = set(params) - set(klass.default_params) - {"seed"}
+        if retired:
+            # An artifact of an older release: params the class no longer has are dropped.
+            logger.warning("%s: ignoring params %s that %s no longer takes", directory, sorted(retired), klass.__name__)
+            params = {name: value for name, value in params.items() if name not in retired}
+        strategy = klass(**params)
         strategy.item_ids = np.load(directory / "item_ids.npy", allow_pickle=False).astype(object)
         strategy._item_index = pd.Index(strategy.item_ids)
         strategy._load_state(directory)
@@ -350,6 +431,11 @@ class Strategy:
     def __repr__(self):
         state = "fitted" if self.fitted else "not fitted"
         return f"<{type(self).__name__} {self.key!r} {state}>"
+
+
+def _check_k(k) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
 
 
 def _json_default(value):

@@ -31,7 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.dataset import DEFAULT_EVENT_WEIGHTS, Dataset
-from .base import Context, Recommendations, Strategy, top_k_batch
+from .base import Context, Strategy, top_k_batch
 from .caching import one_blas_thread
 from .context import HISTORY_MAX_EVENTS
 from .text import (EmbeddingCache, SentenceEncoder, TextModelUnavailable, TfidfEncoder, encoder_from_state,
@@ -390,13 +390,6 @@ class ContentStrategy(Strategy):
                 similar = f"Similar to {title} you {verbs.get(int(source), 'viewed')}"
             reasons.append(f"New arrival, {similar[0].lower()}{similar[1:]}" if not self.trained_[item] else similar)
         return reasons
-
-    def similar_items(self, item_id: str, k: int = 10, exclude: Sequence[str] = ()) -> Recommendations:
-        """The ``k`` products whose text is closest to ``item_id``'s (never the item itself)."""
-        position = self.item_positions([item_id])[0]
-        if position < 0:
-            raise KeyError(f"Unknown item id {item_id!r}; add it with add_items() first.")
-        return self.recommend(Context(product_id=str(item_id)), k=k, exclude=exclude)
 
     # --- persistence ---------------------------------------------------------------------------
     def _save_state(self, directory: Path) -> None:

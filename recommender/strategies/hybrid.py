@@ -16,10 +16,9 @@ Scores of different components live on different scales, so each component's row
 standardised by the mean and spread of its own top scores (``normalise_scores``); the blend is
 an intersection-like "near the top of several components" rather than "huge on one".
 
-Then business rules: out-of-stock items and items the visitor already bought are never
-recommended, the product in view is not recommended next to itself, and no category may fill
-more than ``MAX_CATEGORY_SHARE`` of a list (greedy re-rank). Each item's reason comes from the
-component that contributed most to its score.
+Each item's reason comes from the component that contributed most to its score. Business rules
+(live stock, already bought, the product in view, the category cap) are not the hybrid's: serving
+applies them to whatever strategy produced a list (``recommender.serving.rules``).
 """
 
 from __future__ import annotations
@@ -35,8 +34,8 @@ import pandas as pd
 import scipy.sparse as sp
 from django.core.exceptions import ImproperlyConfigured
 
-from ..data.dataset import Dataset, _as_bool
-from .base import Context, Strategy, index_positions, top_k_batch, top_k_indices
+from ..data.dataset import Dataset
+from .base import Context, Strategy, index_positions, top_k_batch
 from .caching import LRUCache, one_blas_thread
 from .context import HISTORY_MAX_EVENTS, ContextBuilder
 
@@ -54,7 +53,6 @@ NDCG_K = 10
 MIN_VALIDATION_CASES = 30
 MIN_VALIDATION_USERS = 20
 SCORE_BATCH = 256
-CANDIDATE_FACTOR = 4
 
 
 def normalise_scores(scores: np.ndarray, top: int = 100, floor: float = -5.0) -> np.ndarray:
@@ -121,15 +119,6 @@ def regime_positions(contexts: Sequence[Context], item_index: pd.Index | None = 
     return np.searchsorted(lows, counts, side="right")
 
 
-def _setting(name: str, default):
-    try:
-        from ..conf import settings
-
-        return getattr(settings, name)
-    except Exception:  # Django not configured
-        return default
-
-
 class ValidationCases:
     """Validation visitors of one regime: contexts, what they already had, what is relevant."""
 
@@ -141,7 +130,7 @@ class ValidationCases:
 
 
 class HybridStrategy(Strategy):
-    """Regime-routed blend of component strategies with business rules.
+    """Regime-routed blend of component strategies.
 
     Parameters (``default_params``)
     -------------------------------
@@ -160,8 +149,6 @@ class HybridStrategy(Strategy):
         Learn weights on validation data (else equal weights); refit components on all data after.
     new_item_components
         Components that can score products with no interactions.
-    max_category_share
-        Most of a list one top-level category may fill; None: ``RECOMMENDER["MAX_CATEGORY_SHARE"]``.
     normalise_top, normalise_floor, pool_size
         Score standardisation (see ``normalise_scores``) and the per-component candidate pool
         used when learning weights.
@@ -179,7 +166,6 @@ class HybridStrategy(Strategy):
         "learn_weights": True,
         "refit": True,
         "new_item_components": ["content", "behavior"],
-        "max_category_share": None,
         "normalise_top": 100,
         "normalise_floor": -5.0,
         "pool_size": 50,
@@ -229,8 +215,6 @@ class HybridStrategy(Strategy):
     # --- fitting -------------------------------------------------------------------------------
     def _fit(self, dataset: Dataset) -> None:
         self.skipped_components_: dict[str, str] = {}
-        self.in_stock_ = dataset.items["in_stock"].to_numpy(dtype=bool)
-        self.categories_ = np.asarray(dataset.item_categories, dtype=object)
         self.trained_ = np.bincount(dataset.item_codes, minlength=dataset.n_items) > 0
         keys = list(dict.fromkeys(self.params["components"]))
         validation = self._validation_split(dataset) if self.params["learn_weights"] else None
@@ -496,19 +480,7 @@ class HybridStrategy(Strategy):
             for contribution in self._iter_contributions(contexts):
                 scores += contribution
         scores[:, ~self.trained_] += self.new_item_offset_
-        self._apply_rules(contexts, scores)
         return scores
-
-    def _apply_rules(self, contexts: Sequence[Context], scores: np.ndarray) -> None:
-        """Never: out of stock, already bought, or the product in view itself."""
-        scores[:, ~self.in_stock_] = -np.inf
-        for row, context in enumerate(contexts):
-            bought = [event.item_id for event in context.events if event.event == "purchase"]
-            if context.product_id is not None:
-                bought.append(context.product_id)
-            if bought:
-                positions = self.item_positions(bought)
-                scores[row, positions[positions >= 0]] = -np.inf
 
     def explain_scores(self, context: Context) -> dict[str, np.ndarray]:
         """Each component's weighted, normalised score of every item, and the blend (``"hybrid"``)."""
@@ -529,60 +501,10 @@ class HybridStrategy(Strategy):
                 reasons[slot] = reason or self.label
         return reasons
 
-    # --- business rules on the list ------------------------------------------------------------
-    def _top_k(self, scores: np.ndarray, k: int) -> np.ndarray:
-        """``recommend``'s list: never excluded, at most ``max_category_share`` of it from one category."""
-        return self.diversified_top_k(scores, k)
-
-    @property
-    def max_category_share(self) -> float:
-        share = self.params["max_category_share"]
-        return float(_setting("MAX_CATEGORY_SHARE", 0.5) if share is None else share)
-
-    def diversified_top_k(self, scores: np.ndarray, k: int) -> np.ndarray:
-        """Best-first positions, at most ``max_category_share × k`` per category (greedy).
-
-        Items with no category are not capped. Where the catalogue cannot fill ``k`` within the
-        cap, the best of the capped items fill the rest.
-        """
-        cap = max(1, int(np.floor(self.max_category_share * k + 1e-9)))
-        n_finite = int(np.isfinite(scores).sum())
-        pool_size = min(k * CANDIDATE_FACTOR, n_finite)
-        while True:
-            pool = top_k_indices(scores, pool_size)
-            chosen, counts = [], {}
-            for position in pool:
-                category = self.categories_[position]
-                if category and counts.get(category, 0) >= cap:
-                    continue
-                counts[category] = counts.get(category, 0) + 1
-                chosen.append(position)
-                if len(chosen) == k:
-                    break
-            if len(chosen) == k or pool_size >= n_finite:
-                break
-            pool_size = min(pool_size * CANDIDATE_FACTOR, n_finite)
-        if len(chosen) < k:
-            chosen_set = set(chosen)
-            chosen += [position for position in pool if position not in chosen_set][: k - len(chosen)]
-        chosen = np.asarray(chosen, dtype=np.int64)
-        return chosen[np.argsort(-scores[chosen], kind="stable")]
-
-    def set_in_stock(self, in_stock_item_ids) -> None:
-        """Mark exactly ``in_stock_item_ids`` as available (e.g. from ``CatalogAdapter.in_stock_pks``)."""
-        self._check_fitted()
-        self.in_stock_ = np.isin(self.item_ids.astype(str), np.asarray([str(i) for i in in_stock_item_ids]))
-
     # --- new products --------------------------------------------------------------------------
     def _add_items(self, new_items: pd.DataFrame) -> None:
         for component in self.components_.values():
             component.add_items(new_items)
-        in_stock = new_items["in_stock"].map(_as_bool).to_numpy(dtype=bool) if "in_stock" in new_items else \
-            np.ones(len(new_items), dtype=bool)
-        categories = new_items["category"].fillna("").astype(str).str.split("|").str[0].to_numpy(dtype=object) \
-            if "category" in new_items else np.full(len(new_items), "", dtype=object)
-        self.in_stock_ = np.concatenate([self.in_stock_, in_stock])
-        self.categories_ = np.concatenate([self.categories_, categories])
         self.trained_ = np.concatenate([self.trained_, np.zeros(len(new_items), dtype=bool)])
 
     # --- persistence ---------------------------------------------------------------------------
@@ -601,8 +523,7 @@ class HybridStrategy(Strategy):
         state = {**self.weights_table(), "components": self.component_keys_,
                  "skipped_components": self.skipped_components_, "validation_ndcg": self.validation_ndcg_}
         (directory / "hybrid.json").write_text(json.dumps(state, indent=2))
-        np.savez(directory / "hybrid.npz", in_stock=self.in_stock_, trained=self.trained_,
-                 categories=self.categories_.astype(str))
+        np.savez(directory / "hybrid.npz", trained=self.trained_)
 
     def _load_state(self, directory: Path) -> None:
         state = json.loads((directory / "hybrid.json").read_text())
@@ -616,9 +537,7 @@ class HybridStrategy(Strategy):
         self.skipped_components_ = state["skipped_components"]
         self.validation_ndcg_ = state["validation_ndcg"]
         with np.load(directory / "hybrid.npz", allow_pickle=False) as arrays:
-            self.in_stock_ = arrays["in_stock"]
             self.trained_ = arrays["trained"]
-            self.categories_ = arrays["categories"].astype(object)
 
 
 def ndcg_at_k(blend: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray, k: int = NDCG_K) -> np.ndarray:

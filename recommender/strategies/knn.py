@@ -159,6 +159,7 @@ class ItemKNNStrategy(Strategy):
 
     key = "item_knn"
     label = "Similar to what you viewed"
+    needs_events = True
     default_params = {
         "neighbours": 50,
         "shrinkage": 10.0,

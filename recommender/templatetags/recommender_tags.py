@@ -6,7 +6,7 @@
     {% recommendation_widget "similar" product=product %}   {# rendered markup #}
 
 The widget renders ``recommender/widget_<placement>.html`` if the host has one, else
-``recommender/widget.html`` (STYLE rule 10). Its markup carries ``data-rec-*`` attributes
+``recommender/widget.html`` (templates are namespaced and overridable, as Oscar's are). Its markup carries ``data-rec-*`` attributes
 that the beacon reads to record impressions and clicks with placement, strategy and arm.
 """
 
@@ -16,6 +16,7 @@ from django import template
 from django.template.loader import select_template
 
 from .. import service
+from ..conf import settings
 
 logger = logging.getLogger(__name__)
 register = template.Library()
@@ -29,8 +30,14 @@ def _serve(context, placement, product, limit, strategy=None):
     except Exception:
         # A broken recommendation must never take the shop page down with it.
         logger.exception("Recommendations for placement %r failed", placement)
-        return service.ServedRecommendations(items=[], strategy="", placement=placement,
-                                             title=service.PLACEMENT_TITLES.get(placement, service.DEFAULT_TITLE))
+        return service.ServedRecommendations(items=[], strategy="", placement=placement, title=_title_of(placement))
+
+
+def _title_of(placement):
+    try:
+        return service.get_placement(placement).title
+    except Exception:  # a broken PLACEMENTS entry: the system check names it
+        return service.DEFAULT_TITLE
 
 
 @register.simple_tag(takes_context=True)
@@ -56,6 +63,6 @@ def onboarding_strip(context, limit=None):
     request = context.get("request")
     if request is None or not service.needs_onboarding(request):
         return ""
-    products = service.onboarding_items(limit or service.settings.ONBOARDING_SIZE)
+    products = service.onboarding_items(limit or settings.ONBOARDING_SIZE)
     items = [service.onboarding_item(product) for product in products]
     return select_template(["recommender/onboarding.html"]).render({"items": items}, request)

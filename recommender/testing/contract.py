@@ -1,4 +1,4 @@
-"""The contract test suite every strategy runs (STYLE rule 8; implicit's test mixin).
+"""The contract test suite every strategy runs (see docs/architecture.md; implicit's test mixin).
 
 Use it by subclassing in a pytest module::
 
@@ -15,7 +15,9 @@ checks the contract: fit returns self; ``recommend`` gives ``k`` distinct items 
 scores and one reason each; the planted answer is found (for what the strategy claims to
 use); the same seed gives the same scores; save/load keeps them; unseen users, sessions,
 unknown item ids and products added after training never crash; ``exclude`` and ``k`` are
-respected; ``score_batch`` has the right shape.
+respected; the candidate filter (``allowed``, ``exclude``) holds; ``similar_items`` never returns
+the item itself and answers an unknown item with an empty list; ``score_batch`` has the right
+shape.
 """
 
 from __future__ import annotations
@@ -135,6 +137,44 @@ class StrategyContract:
         second = fitted.recommend(context, k=10, exclude=excluded)
         assert not set(second.item_ids) & set(excluded)
         assert len(second.item_ids) == 10
+
+    def test_allowed_items_restrict_the_candidates(self, fitted, planted):
+        """With ``allowed``, only those items come back (ids the strategy does not know are ignored)."""
+        context = Context(profile=planted.meta["segment_profiles"]["kitchen"])
+        allowed = list(planted.item_ids[::7][:6]) + ["no-such-item"]
+        recommendations = fitted.recommend(context, k=10, allowed=allowed)
+        assert set(recommendations.item_ids) <= set(allowed) and len(recommendations.item_ids) == 6
+        both = fitted.recommend(context, k=10, allowed=allowed, exclude=allowed[:2])
+        assert set(both.item_ids) == set(allowed[2:6])
+        assert np.all(np.diff(both.scores) <= 0)
+
+    def test_similar_items_never_the_item_itself(self, fitted, planted):
+        """similar_items gives up to k distinct other items, ranked, with a reason each, and keeps the filter."""
+        item = planted.meta["category_items"]["sports"][2]
+        similar = fitted.similar_items(item, k=8)
+        assert 0 < len(similar.item_ids) <= 8 and len(set(similar.item_ids)) == len(similar.item_ids)
+        assert item not in similar.item_ids
+        assert np.all(np.isfinite(similar.scores)) and np.all(np.diff(similar.scores) <= 0)
+        assert all(isinstance(reason, str) and reason.strip() for reason in similar.reasons)
+        excluded = similar.item_ids[:2]
+        assert not set(fitted.similar_items(item, k=8, exclude=excluded).item_ids) & set(excluded)
+        allowed = list(planted.item_ids[1::5][:4])
+        assert set(fitted.similar_items(item, k=8, allowed=allowed).item_ids) <= set(allowed) - {item}
+
+    def test_similar_items_of_an_unknown_item_is_empty(self, fitted):
+        """An item the strategy never saw has no similar items here (not an error): serving asks the next one."""
+        similar = fitted.similar_items("no-such-item", k=5)
+        assert similar.item_ids == [] and similar.reasons == []
+        with pytest.raises(ValueError):
+            fitted.similar_items("no-such-item", k=0)
+
+    def test_reasons_are_worked_out_for_the_items_asked(self, fitted, planted):
+        """reasons_at(indices) gives the same reasons as the full list, for just those items."""
+        context = Context(profile=planted.meta["segment_profiles"]["garden"],
+                          events=(Event(planted.meta["category_items"]["garden"][0], "view"),))
+        indices = [4, 0, 2]
+        assert fitted.recommend(context, k=6).reasons_at(indices) == [fitted.recommend(context, k=6).reasons[i]
+                                                                      for i in indices]
 
     def test_not_fitted_is_a_clear_error(self):
         """Recommending before fit() raises NotFittedError."""
