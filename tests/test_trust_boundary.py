@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from recommender import events, service
 from recommender.data.snapshot import build_dataset_from_db
 from recommender.models import Interaction
+from recommender.serving import cache as serving_cache
 from recommender.strategies.base import Context
 from recommender.strategies.popularity import PopularityStrategy
 from recommender.testing.factories import make_product
@@ -43,7 +44,7 @@ def shelves():
     from shop_demo.catalog import queries
 
     queries.cache.clear()
-    service._cache_set(service._cache_key("database-popularity"), None)
+    serving_cache.put(serving_cache.key_of("database-popularity"), None)
     dataset = build_dataset_from_db()
     trained = {weighting: PopularityStrategy(weighting=weighting, auto_tune=False).fit(dataset)
                for weighting in ("events", "positive", "count")}
