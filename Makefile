@@ -37,6 +37,10 @@ browser-deps:
 	  { (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) 2>/dev/null || \
 	    echo "note: could not install Debian's chromium; the browser test will be skipped"; }
 
+# The demo runs with DEBUG on (static files served by runserver, error pages with tracebacks);
+# the settings keep it off everywhere else (see README, "Running in production").
+demo serve migrate seed train retrain: export DJANGO_DEBUG = 1
+
 migrate: install
 	$(MANAGE) migrate --noinput
 

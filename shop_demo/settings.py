@@ -1,4 +1,10 @@
-"""Settings of the demo shop: SQLite and eager Celery by default (see environment.py)."""
+"""Settings of the demo shop: SQLite and eager Celery by default (see environment.py).
+
+DEBUG is off unless ``DJANGO_DEBUG=1`` (``make demo`` sets it): a debug page lists every URL
+pattern and setting to whoever asks for a page that does not exist. Production reads its
+secrets and hosts from the environment; see "Running in production" in the README, whose
+environment makes ``manage.py check --deploy`` pass.
+"""
 
 import os
 from pathlib import Path
@@ -10,8 +16,20 @@ VAR_DIR = Path(os.environ.get("SHOP_DEMO_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret-change-me")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+
+# Served over HTTPS (DJANGO_HTTPS=1): cookies only over TLS, plain HTTP redirected, browsers told
+# to stay on HTTPS (HSTS). Behind a proxy that terminates TLS, DJANGO_SECURE_PROXY_SSL_HEADER=1
+# trusts its X-Forwarded-Proto (only if the proxy always sets it).
+if os.environ.get("DJANGO_HTTPS") == "1":
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", 365 * 24 * 60 * 60))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = os.environ.get("DJANGO_HSTS_INCLUDE_SUBDOMAINS", "1") == "1"
+    SECURE_HSTS_PRELOAD = os.environ.get("DJANGO_HSTS_PRELOAD", "1") == "1"
+if os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER") == "1":
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

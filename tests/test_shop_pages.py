@@ -282,3 +282,42 @@ def test_widgets_render_in_the_shops_look(client, shop):
     assert 'data-rec-placement="home"' in html
     assert 'class="card rec-widget__item" data-rec-item=' in html
     assert 'class="rec-widget__reason"' in html and "recommender/recommender.css" not in html
+
+
+def test_the_consent_box_starts_unticked_at_sign_up(client, shop):
+    """The personalisation consent box is not ticked for the shopper; a shop may choose otherwise."""
+    from django.conf import settings as django_settings
+    from django.test import override_settings
+
+    form = client.get(reverse("signup")).context["profile_form"]
+    assert form["personalization_consent"].value() is False
+    assert "checked" not in str(form["personalization_consent"])
+    with override_settings(RECOMMENDER={**django_settings.RECOMMENDER, "PERSONALIZATION_CONSENT_DEFAULT": True}):
+        form = client.get(reverse("signup")).context["profile_form"]
+    assert "checked" in str(form["personalization_consent"])
+
+
+def test_signing_up_without_ticking_consent_stores_no_consent(client, shop):
+    """Leaving the box as it is means no consent."""
+    client.post(reverse("signup"), {
+        "username": "nico", "email": "nico@example.com", "password1": "a-long-pass-123", "password2": "a-long-pass-123",
+    })
+    assert UserProfile.objects.get(user__username="nico").personalization_consent is False
+
+
+def test_the_privacy_page_exports_and_erases(client, shop):
+    """The account page links a download of the shopper's data and an erase that asks first, then erases."""
+    user = get_user_model().objects.create_user("eve", "eve@example.com", "a-long-pass-123")
+    client.force_login(user)
+    client.get(shop["shoes"][0].get_absolute_url())
+    page = client.get(reverse("account")).content.decode()
+    assert reverse("recommender:api:profile_export") in page and reverse("account_erase") in page
+    exported = client.get(reverse("recommender:api:profile_export"))
+    assert "attachment" in exported["Content-Disposition"]
+    assert [event["event"] for event in exported.json()["events"]] == ["view"]
+    assert "cannot be undone" in client.get(reverse("account_erase")).content.decode()
+    assert Interaction.objects.filter(user=user).exists(), "the confirmation page erases nothing"
+    response = client.post(reverse("account_erase"), follow=True)
+    assert "Erased your profile" in response.content.decode()
+    assert not Interaction.objects.filter(user=user).exists()
+    assert get_user_model().objects.filter(pk=user.pk).exists()

@@ -5,6 +5,7 @@ import datetime
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
+from recommender.conf import settings as recommender_settings
 from recommender.models import Gender, UserProfile
 
 from .cart import MAX_QUANTITY
@@ -54,6 +55,9 @@ class ProfileForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["gender"].choices = Gender.choices
+        if self.instance.pk is None:
+            # Consent is given, not un-given: the box starts as the shop chose (unticked by default).
+            self.initial["personalization_consent"] = recommender_settings.PERSONALIZATION_CONSENT_DEFAULT
         if self.instance.birth_year and not self.is_bound:
             self.initial["age_or_birth_year"] = self.instance.birth_year
 

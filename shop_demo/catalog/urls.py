@@ -15,6 +15,7 @@ urlpatterns = [
     path("checkout/", views.checkout, name="checkout"),
     path("checkout/done/", views.order_confirmation, name="order_confirmation"),
     path("account/", views.account, name="account"),
+    path("account/erase/", views.account_erase, name="account_erase"),
     path("account/signup/", views.signup, name="signup"),
     path("account/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("account/logout/", auth_views.LogoutView.as_view(), name="logout"),

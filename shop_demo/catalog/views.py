@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from recommender import events
+from recommender import events, privacy
 from recommender.models import UserProfile
 
 from . import queries
@@ -148,6 +148,17 @@ def account(request):
         "profile_form": form, "countries": COUNTRIES,
         "recent_purchases": queries.recent_purchases(request.user),
     })
+
+
+@login_required
+def account_erase(request):
+    """Erase the shopper's profile, ratings and events (the account stays), after a confirmation page."""
+    if request.method == "POST":
+        erased = privacy.erase_user_data(user=request.user)
+        messages.success(request, f"Erased your profile, {erased['ratings']} ratings and {erased['events']} "
+                                  "recorded actions. Your account and orders stay.")
+        return redirect("account")
+    return render(request, "account/erase.html")
 
 
 def _next_url(request, default):
