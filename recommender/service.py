@@ -22,16 +22,18 @@ from .serving.visitor import Visitor, assign_arm, visitor_from  # noqa: F401 (pu
 from .strategies.base import Context
 
 
-def recommend(*, user=None, visitor_key="", request=None, placement="home", product=None, k=8,
+def recommend(*, user=None, visitor_key="", request=None, visitor=None, placement="home", product=None, k=8,
               strategy=None) -> ServedRecommendations:
     """Recommend ``k`` products for a visitor on ``placement``; see the module docstring.
 
-    ``product`` is the product in view (an instance or a primary key); ``strategy`` forces a
-    strategy key (admin previews, benchmarks) instead of the visitor's arm or the default.
+    The visitor is ``visitor`` (already resolved, e.g. by an API view), else ``user`` or
+    ``visitor_key``, else the one of ``request`` (resolved once per request). ``product`` is the
+    product in view (an instance or a primary key); ``strategy`` forces a strategy key (admin
+    previews, benchmarks) instead of the visitor's arm or the default.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    visitor = visitor_from(user, visitor_key, request)
+    visitor = visitor if visitor is not None else visitor_from(user, visitor_key, request)
     spot = get_placement(placement)
     product_id = None if product is None else str(getattr(product, "pk", product))
     chain = candidates.strategy_chain(spot, visitor, strategy)
@@ -56,9 +58,9 @@ def recommend(*, user=None, visitor_key="", request=None, placement="home", prod
     return _served(payload, spot, arm, stamp, cached=False, context=context)
 
 
-def similar(product, k=8, *, request=None, user=None, visitor_key="") -> ServedRecommendations:
+def similar(product, k=8, *, request=None, user=None, visitor_key="", visitor=None) -> ServedRecommendations:
     """Products similar to ``product`` (the product page's "Similar products")."""
-    return recommend(user=user, visitor_key=visitor_key, request=request, placement="similar",
+    return recommend(user=user, visitor_key=visitor_key, request=request, visitor=visitor, placement="similar",
                      product=product, k=k)
 
 

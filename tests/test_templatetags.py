@@ -125,3 +125,37 @@ def test_widget_carries_the_arm(products, request_with_session, settings):
     """Under an A/B test the widget container names the visitor's arm."""
     settings.RECOMMENDER = {**settings.RECOMMENDER, "AB_TEST": {"name": "t", "arms": {"popularity": 1.0}}}
     assert 'data-rec-arm="popularity"' in render('{% recommendation_widget "home" %}', request_with_session)
+
+
+def test_a_page_of_widgets_resolves_the_visitor_once(products, request_with_session):
+    """The onboarding strip and two widgets on one page read the visitor's profile and events once."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    visitor_key = events.visitor_key_for(request_with_session)
+    Interaction.objects.create(visitor_key=visitor_key, product=products[0], event="view")
+    page = ('{% onboarding_strip %}{% recommendation_widget "similar" product=product limit=3 %}'
+            '{% recommendation_widget "also_bought" product=product limit=3 %}')
+    with CaptureQueriesContext(connection) as captured:
+        html = render(page, request_with_session, product=products[1])
+    assert html.count("data-rec-item=") == 6
+    sql = [query["sql"] for query in captured.captured_queries]
+    assert sum("recommender_userprofile" in query for query in sql) == 1
+    assert sum("recommender_interaction" in query and "ORDER BY" in query for query in sql) == 1
+
+
+def test_the_api_resolves_the_visitor_once(products, client):
+    """GET /api/recommendations/ on a cache miss reads the signed-in visitor's profile and events once."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    user = get_user_model().objects.create_user("api-once", password="pw-123456")
+    events.record([{"product": products[0].pk, "event": "view"}], user=user)
+    client.force_login(user)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(reverse("recommender:api:recommendations"), {"k": 3, "placement": "cart"})
+    assert response.status_code == 200 and len(response.json()["items"]) == 3
+    sql = [query["sql"] for query in captured.captured_queries]
+    assert sum("recommender_userprofile" in query for query in sql) == 1
+    assert sum("recommender_interaction" in query and "ORDER BY" in query for query in sql) == 1

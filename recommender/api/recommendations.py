@@ -101,9 +101,8 @@ class RecommendationsView(APIView):
     def get(self, request):
         query = RecommendationQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        visitor = service.visitor_from(request=request, create=False)
         served = service.recommend(
-            user=visitor.user, visitor_key=visitor.visitor_key, placement=query.validated_data["placement"],
+            visitor=service.visitor_from(request=request, create=False), placement=query.validated_data["placement"],
             product=query.validated_data.get("product"), k=query.validated_data["k"],
         )
         return served_response(served)
@@ -128,7 +127,6 @@ class SimilarProductsView(APIView):
         product = product_or_none(product_id)
         if product is None:
             raise Http404(f"No product with id {product_id[:40]!r}.")
-        visitor = service.visitor_from(request=request, create=False)
-        served = service.similar(product, k=query.validated_data["k"], user=visitor.user,
-                                 visitor_key=visitor.visitor_key)
+        served = service.similar(product, k=query.validated_data["k"],
+                                 visitor=service.visitor_from(request=request, create=False))
         return served_response(served)
