@@ -144,9 +144,18 @@ class Interaction(models.Model):
             models.Index(fields=["visitor_key", "-timestamp"], name="rec_inter_visitor_time"),
             models.Index(fields=["timestamp"], name="rec_inter_time"),
             models.Index(fields=["event", "timestamp"], name="rec_inter_event_time"),
-            # "Did this visitor buy this product?" for each candidate of a shelf (serving's rules).
-            models.Index(fields=["user", "event", "product"], name="rec_inter_user_bought"),
-            models.Index(fields=["visitor_key", "event", "product"], name="rec_inter_visitor_bought"),
+            # The request path's (recommender/serving/): an anonymous visitor's newest events, and
+            # "did this visitor buy this product?" for each candidate of a shelf. Partial: rows of
+            # accounts have visitor_key "" (anonymous rows no user), so these indexes hold only rows
+            # they can answer, and SQLite's statistics (ANALYZE) cannot mistake the one value ""
+            # for the typical visitor and scan the time index instead. The visitor queries repeat
+            # the condition (``Visitor.interactions``) so that SQLite may use them.
+            models.Index(fields=["visitor_key", "-timestamp"], condition=~Q(visitor_key=""),
+                         name="rec_inter_visitor_recent"),
+            models.Index(fields=["user", "event", "product"], condition=Q(user__isnull=False),
+                         name="rec_inter_user_bought"),
+            models.Index(fields=["visitor_key", "event", "product"], condition=~Q(visitor_key=""),
+                         name="rec_inter_visitor_bought"),
         ]
 
     def __str__(self):

@@ -127,7 +127,7 @@ def test_recommendations_follow_the_caller_not_a_parameter(world, monkeypatch):
     asked_for, real_recommend = [], service.recommend
 
     def recording_recommend(**kwargs):
-        asked_for.append(kwargs.get("user"))
+        asked_for.append(kwargs["visitor"].user)
         return real_recommend(**kwargs)
 
     monkeypatch.setattr(service, "recommend", recording_recommend)

@@ -1,15 +1,17 @@
 """The request path's queries: at most three on a cache miss, each one using an index (query plans
 read on SQLite with EXPLAIN QUERY PLAN and on PostgreSQL with EXPLAIN, sequential scans off)."""
 
+import datetime
 import re
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from recommender import events, service
-from recommender.models import UserProfile
+from recommender.models import Interaction, UserProfile
 from recommender.serving import loaded_models
 from recommender.strategies.registry import create_strategy
 
@@ -23,7 +25,7 @@ SCANNED_TABLE = re.compile(r"\bSCAN (\w+)")
 
 @pytest.fixture
 def shop(monkeypatch):
-    products = make_catalog(per_category=6)
+    products = make_catalog(per_category=40)  # more products than a shelf's candidates
     dataset = catalog_dataset(products)
     serve(monkeypatch, {**fit_strategies(dataset), "item_knn": create_strategy("item_knn").fit(dataset)})
     user = get_user_model().objects.create_user("planner", password="pw-123456")
@@ -31,7 +33,24 @@ def shop(monkeypatch):
     for owner in ({"user": user}, {"visitor_key": "anonymous-planner"}):
         events.record([{"product": products[0].pk, "event": "view"}, {"product": products[1].pk, "event": "purchase"},
                        {"product": products[2].pk, "event": "impression"}], **owner)
+    shop_history(products)
     return products, user
+
+
+def shop_history(products, n_events=3000):
+    """A shop's log as the seeded demo has it: most rows belong to accounts (visitor_key ""), then
+    the planner's statistics refreshed (ANALYZE). With such statistics SQLite once took the time
+    index for "this visitor's newest events" and scanned the whole log."""
+    accounts = [get_user_model().objects.create_user(f"history-{number}") for number in range(20)]
+    start = timezone.now() - datetime.timedelta(days=30)
+    Interaction.objects.bulk_create([
+        Interaction(user=accounts[number % len(accounts)], product=products[number % len(products)],
+                    event=("view", "click", "cart", "purchase")[number % 4],
+                    timestamp=start + datetime.timedelta(minutes=number))
+        for number in range(n_events)
+    ])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
 
 
 def served_page_queries(products, **visitor):
@@ -86,11 +105,20 @@ def test_every_query_of_a_served_page_uses_an_index(shop, who):
             assert "SEARCH" in plan, f"{sql}\n{plan}"
 
 
-def test_the_purchase_check_uses_the_purchase_index(shop):
-    """The "never bought" rule reads the visitor's purchases through rec_inter_visitor_bought."""
-    products, _ = shop
-    queries = served_page_queries(products, visitor_key="anonymous-planner")
+@pytest.mark.parametrize(("who", "events_index", "purchases_index"), [
+    ("user", "rec_inter_user_", "rec_inter_user_bought"),
+    ("visitor_key", "rec_inter_visitor_", "rec_inter_visitor_bought"),
+])
+def test_the_visitor_queries_use_the_request_path_indexes(shop, who, events_index, purchases_index):
+    """The newest-events query and the "never bought" rule use an index of the visitor (the account's
+    or the anonymous key's), never the time index, even with statistics dominated by accounts' rows."""
+    products, user = shop
+    visitor = {"user": user} if who == "user" else {"visitor_key": "anonymous-planner"}
+    queries = served_page_queries(products, **visitor)
+    newest_events = [sql for sql in queries if "recommender_interaction" in sql and "ORDER BY" in sql]
     purchase_checks = [sql for sql in queries if "EXISTS" in sql]
-    assert purchase_checks
+    assert newest_events and purchase_checks
+    for sql in newest_events:
+        assert events_index in plan_of(sql) and "rec_inter_time" not in plan_of(sql), plan_of(sql)
     for sql in purchase_checks:
-        assert "rec_inter_visitor_bought" in plan_of(sql), plan_of(sql)
+        assert purchases_index in plan_of(sql), plan_of(sql)
