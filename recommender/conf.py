@@ -41,6 +41,9 @@ DEFAULTS = {
     # Events one visitor (account or anonymous visitor) may send through the events API in
     # 24 hours; beyond it the API answers 429. None: no cap.
     "MAX_CLIENT_EVENTS_PER_DAY": 10_000,
+    # How long (seconds) a served list's attribution token stays valid: an impression or click
+    # sent later is stored without placement, strategy and arm.
+    "ATTRIBUTION_MAX_AGE": 24 * 60 * 60,
     # Record order_placed events through a Celery task instead of inside the request.
     "RECORD_ORDERS_ASYNC": False,
     # How strongly each event type counts as a sign of interest when training.

@@ -22,7 +22,10 @@ boundary in docs/architecture.md):
   honestly report about themselves: impressions, views (with dwell time) and clicks, plus
   ratings when signed in. Cart and purchase are the shop's own facts and are refused unless
   ``ACCEPT_CLIENT_CART_AND_PURCHASE`` opts in. The server's clock stamps the events, and one
-  visitor stores at most ``MAX_CLIENT_EVENTS_PER_DAY`` of them in 24 hours.
+  visitor stores at most ``MAX_CLIENT_EVENTS_PER_DAY`` of them in 24 hours. A client names no
+  placement, strategy or arm: an impression or click gets them only from the signed ``token``
+  of the served list it came from (``recommender.attribution``), when the token is valid, was
+  served to this visitor and lists the product; otherwise the event is stored unattributed.
 """
 
 import datetime
@@ -39,6 +42,7 @@ from django.db.models.functions import Cast, Coalesce, Concat, TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from . import attribution
 from .catalog import get_adapter, get_product_model
 from .conf import settings
 from .models import EventType, Interaction, Rating, UserProfile
@@ -48,6 +52,9 @@ CLIENT = "client"
 TRUST_LEVELS = (SERVER, CLIENT)
 # Facts of the shop's own checkout, never a browser's say-so.
 SERVER_EVENT_TYPES = frozenset({EventType.CART, EventType.PURCHASE})
+# Events a served list's token attributes (to its placement, strategy and arm).
+ATTRIBUTED_EVENT_TYPES = frozenset({EventType.IMPRESSION, EventType.CLICK})
+ATTRIBUTION_FIELDS = ("placement", "strategy", "arm")
 # No shop's event log is older than this; earlier times are clock or encoding errors (epoch 0).
 EARLIEST_TIMESTAMP = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
 CLIENT_QUOTA_WINDOW = datetime.timedelta(days=1)
@@ -236,6 +243,16 @@ def _clean_label(value, now):
     return value
 
 
+def _clean_token(value, now):
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise _Invalid(f"must be the served list's token (a string), not {type(value).__name__}")
+    if len(value) > attribution.TOKEN_MAX_LENGTH:
+        raise _Invalid(f"at most {attribution.TOKEN_MAX_LENGTH} characters, not {len(value)}")
+    return value
+
+
 def _clean_flag(value, now):
     if value is None:
         return False
@@ -274,6 +291,7 @@ FIELD_CLEANERS = {
     "arm": _clean_label,
     "context": _clean_context,
     "dwell_only": _clean_flag,
+    "token": _clean_token,
 }
 
 
@@ -296,6 +314,8 @@ def _clean_event(event, now, trust=SERVER, signed_in=True):
         problems.append(("value", "required for a rating: the score"))
     if row.get("dwell_only") and (row.get("event") != EventType.VIEW or row.get("dwell_seconds") is None):
         problems.append(("dwell_only", "only for a 'view' with dwell_seconds (the time spent on the page)"))
+    if row.get("token") and row.get("event") not in ATTRIBUTED_EVENT_TYPES:
+        problems.append(("token", "only impressions and clicks carry a served list's token"))
     if trust == CLIENT:
         problems.extend(_client_problems(row, signed_in))
         # The browser's clock is not evidence of when something happened: the server's is.
@@ -306,6 +326,10 @@ def _clean_event(event, now, trust=SERVER, signed_in=True):
 def _client_problems(row, signed_in):
     """What a browser may not report: the shop's cart and purchase facts, anonymous ratings."""
     event = row.get("event")
+    labelled = [(name, "set from the served list's signed token (send it as 'token'), never by the client")
+                for name in ATTRIBUTION_FIELDS if row.get(name)]
+    if labelled:
+        return labelled
     if event in SERVER_EVENT_TYPES and not settings.ACCEPT_CLIENT_CART_AND_PURCHASE:
         return [("event", f"'{event}' events are recorded by the shop's own server code (its cart and order "
                           "signals), not accepted from the browser; a host that must accept them sets "
@@ -406,6 +430,7 @@ def record(events, *, user=None, visitor_key="", batch_key=None, trust=SERVER):
     """
     owner = _owner(user, visitor_key)
     rows = clean_batch(events, batch_key, trust=trust, signed_in=owner["user"] is not None)
+    _attribute(rows, owner)
     dwell_reports = {index for index, row in enumerate(rows) if row.pop("dwell_only")}
     dedupe_prefix = None if batch_key is None else _dedupe_prefix(owner, batch_key)
     interactions = [
@@ -425,6 +450,28 @@ def record(events, *, user=None, visitor_key="", batch_key=None, trust=SERVER):
             ratings = [row for row in stored if row.event == EventType.RATING and row.user_id == owner["user"].pk]
             _upsert_ratings(owner["user"], ratings)
     return stored
+
+
+def _attribute(rows, owner):
+    """Set placement, strategy, arm and served list of each row from its token, where the token is valid.
+
+    A row whose token does not hold (forged, expired, another visitor's, another product) keeps
+    what its trust level allows: a client's nothing, the server's own labels.
+    """
+    identities = [f"user:{owner['user'].pk}"] if owner["user"] is not None else []
+    if owner["visitor_key"]:
+        identities.append(f"visitor:{owner['visitor_key']}")
+    verified = {}
+    for row in rows:
+        token = row.pop("token")
+        if not token:
+            continue
+        if token not in verified:
+            verified[token] = attribution.verify(token, identities)
+        served = verified[token]
+        if served is not None and served.covers(row["product"]):
+            row.update(placement=served.placement[:LABEL_MAX_LENGTH], strategy=served.strategy[:LABEL_MAX_LENGTH],
+                       arm=served.arm[:LABEL_MAX_LENGTH], served_list=served.served_id)
 
 
 def _dedupe_prefix(owner, batch_key):

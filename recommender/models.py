@@ -134,6 +134,9 @@ class Interaction(models.Model):
     placement = models.CharField(max_length=64, blank=True, default="")
     strategy = models.CharField(max_length=64, blank=True, default="")
     arm = models.CharField(max_length=64, blank=True, default="")
+    # The random id of the served list an impression or click was attributed to through its
+    # signed token ("" when not attributed); see recommender.attribution.
+    served_list = models.CharField(max_length=16, blank=True, default="")
     context = models.JSONField(default=dict, blank=True)
     timestamp = models.DateTimeField(default=timezone.now)
     dedupe_key = models.CharField(max_length=128, null=True, blank=True, unique=True)

@@ -11,8 +11,8 @@ import datetime
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import Count, Max
-from django.db.models.functions import TruncDate
+from django.db.models import CharField, Count, Max, Value
+from django.db.models.functions import Cast, Concat, TruncDate
 from django.utils import timezone
 
 from .conf import settings
@@ -130,23 +130,25 @@ def top_with_other(rows: list[ClickThrough], top: int = TOP_GROUPS,
 def click_through(days: int = WINDOW_DAYS, now=None, by=("strategy", "placement", "arm")) -> list[ClickThrough]:
     """Click-through of the last ``days`` grouped by ``by`` (any of strategy, placement, arm).
 
-    A click counts for the group it was recorded with (the beacon copies strategy, placement
-    and arm from the impression). Sorted by impressions, most first.
+    Only attributed events count: impressions and clicks whose signed token named the served
+    list they came from (``Interaction.served_list``, see ``recommender.attribution``); the
+    group is what the token said, never what a client wrote. Each product of each served list
+    counts once: shown if it had an impression or a click, clicked if it had a click. So clicks
+    are a subset of what was shown, and click-through is at most 1 however often an event is
+    replayed. Two GROUP BY queries; sorted by impressions, most first.
     """
-    counted = (
-        Interaction.objects.filter(timestamp__gte=window_start(days, now),
-                                   event__in=[EventType.IMPRESSION, EventType.CLICK])
-        .values(*by, "event")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    totals: dict[tuple, list[int]] = {}
-    for row in counted:
-        group = tuple(row[name] for name in by)
-        totals.setdefault(group, [0, 0])[row["event"] == EventType.CLICK] += row["n"]
-    # Clicks without impressions (e.g. on pages outside any placement) have no click-through.
-    groups = sorted((group for group in totals if totals[group][0]), key=lambda group: (-totals[group][0], group))
+    attributed = Interaction.objects.filter(timestamp__gte=window_start(days, now)).exclude(served_list="")
+    shown_item = Concat("served_list", Value(":"), Cast("product_id", CharField()), output_field=CharField())
+    shown = dict(_grouped(attributed.filter(event__in=[EventType.IMPRESSION, EventType.CLICK]), by, shown_item))
+    clicked = dict(_grouped(attributed.filter(event=EventType.CLICK), by, shown_item))
+    totals = {group: (count, clicked.get(group, 0)) for group, count in shown.items()}
+    groups = sorted(totals, key=lambda group: (-totals[group][0], group))
     return _rows(groups, [totals[group][0] for group in groups], [totals[group][1] for group in groups], by)
+
+
+def _grouped(events, by, distinct_expression):
+    counted = events.values(*by).annotate(n=Count(distinct_expression, distinct=True)).order_by()
+    return ((tuple(row[name] for name in by), row["n"]) for row in counted)
 
 
 # --- data volume --------------------------------------------------------------------------------

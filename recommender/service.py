@@ -10,6 +10,7 @@ served-list cache. A fresh install with no trained model is served too, so pages
 
 from __future__ import annotations
 
+from . import attribution
 from .serving import cache, candidates, loaded_models, rules
 from .serving.candidates import (  # noqa: F401 (public names)
     CONSENTLESS_STRATEGY, DATABASE_POPULARITY, OVERFETCH, active_strategy, database_popularity,
@@ -43,7 +44,7 @@ def recommend(*, user=None, visitor_key="", request=None, visitor=None, placemen
     key = cache.served_list_key(visitor, spot.name, product_id, k, chain, stamp, known.stamp)
     payload = cache.get(key)
     if payload is not None:
-        return _served(payload, spot, arm, stamp, cached=True)
+        return _served(payload, spot, arm, stamp, cached=True, visitor=visitor)
     context = visitor_context(visitor, known, product_id)
     excluded = rules.excluded_ids(context, spot)
     precomputed = candidates.precomputed_list(visitor, chain, known, context)
@@ -55,7 +56,7 @@ def recommend(*, user=None, visitor_key="", request=None, visitor=None, placemen
             break
     payload = {"items": served_items(shelf), "strategy": shelf.ranked.strategy, "source": shelf.source}
     cache.put(key, payload)
-    return _served(payload, spot, arm, stamp, cached=False, context=context)
+    return _served(payload, spot, arm, stamp, cached=False, context=context, visitor=visitor)
 
 
 def similar(product, k=8, *, request=None, user=None, visitor_key="", visitor=None) -> ServedRecommendations:
@@ -70,8 +71,13 @@ def _source_of(ranked, precomputed) -> str:
     return "database" if ranked.strategy == DATABASE_POPULARITY else "live"
 
 
-def _served(payload: dict, spot, arm: str, stamp: str, cached: bool, context=None) -> ServedRecommendations:
+def _served(payload: dict, spot, arm: str, stamp: str, cached: bool, context=None,
+            visitor=None) -> ServedRecommendations:
+    # A token per rendering (not cached with the list): each served list has its own id.
+    token = attribution.issue(identity=visitor.identity, placement=spot.name, strategy=payload["strategy"], arm=arm,
+                              item_ids=[item.item_id for item in payload["items"]]) if payload["items"] else ""
     return ServedRecommendations(
         items=payload["items"], strategy=payload["strategy"], placement=spot.name, arm=arm, title=spot.title,
         cached=cached, stamp=stamp, source=payload["source"], context=context if context is not None else Context(),
+        token=token,
     )

@@ -25,10 +25,11 @@ def onboarding(request):
     products = service.onboarding_items(settings.ONBOARDING_SIZE)
     form = OnboardingForm(request.POST or None, products=products)
     if request.method == "POST" and form.is_valid():
-        # The picks are the visitor's word (a form they posted): client events.
+        # Server events: the server chose the event type, the placement and the products offered
+        # (the form accepts only those); the visitor only picked among them.
         events.record_for_request(
             request, [{"product": pk, "event": "click", "placement": "onboarding"} for pk in form.cleaned_data["product"]],
-            trust=events.CLIENT,
+            trust=events.SERVER,
         )
         return redirect(_next_url(request))
     items = [service.onboarding_item(product) for product in products]

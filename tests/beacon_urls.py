@@ -9,11 +9,11 @@ from django.http import HttpResponse
 from django.urls import include, path
 from django.utils.html import escape
 
-from recommender import events
+from recommender import attribution, events
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>beacon test</title></head>
 <body data-rec-view-item="{viewed}" style="margin:0">
-<section data-rec-placement="home" data-rec-strategy="hybrid" data-rec-arm="b">{visible}</section>
+<section data-rec-placement="home" data-rec-token="{token}">{visible}</section>
 <div style="height:4000px"></div>
 <section data-rec-placement="footer">{hidden}</section>
 <script src="/beacon.js" data-rec-endpoint="/api/events/" data-rec-flush-ms="200"></script>
@@ -33,8 +33,12 @@ def page(request):
     visible = request.GET["visible"].split(",")
     hidden = request.GET["hidden"].split(",")
     events.record_for_request(request, [{"product": request.GET["viewed"], "event": "view"}], trust=events.SERVER)
+    # As serving does: the visible list's signed attribution, issued to this visitor.
+    token = attribution.issue(identity=f"visitor:{events.visitor_key_for(request)}", placement="home",
+                              strategy="hybrid", arm="b", item_ids=visible)
     html = PAGE.format(
         viewed=escape(request.GET["viewed"]),
+        token=escape(token),
         visible="".join(item(product_id) for product_id in visible),
         hidden="".join(item(product_id) for product_id in hidden),
     )

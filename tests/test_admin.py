@@ -43,10 +43,12 @@ def shop(transactional_db):
     for arm, shown, clicked in (("hybrid", 40, 10), ("segment_popularity", 40, 2)):
         for number in range(shown):
             online.append(Interaction(user=users[number], product=products[number % len(products)], event="impression",
-                                      placement="home", strategy=arm, arm=arm, timestamp=now))
+                                      placement="home", strategy=arm, arm=arm, timestamp=now,
+                                      served_list=f"{arm[:6]}-{number}"))
         for number in range(clicked):
             online.append(Interaction(user=users[number], product=products[number % len(products)], event="click",
-                                      placement="home", strategy=arm, arm=arm, timestamp=now))
+                                      placement="home", strategy=arm, arm=arm, timestamp=now,
+                                      served_list=f"{arm[:6]}-{number}"))
     Interaction.objects.bulk_create(online)
     Rating.objects.create(user=users[0], product=products[0], score=5)
     return {"products": products, "users": users, "version": version}
@@ -253,7 +255,7 @@ def test_small_groups_fold_into_other_on_the_dashboard(shop, staff_client):
     """Groups under MIN_IMPRESSIONS are added up in one "other" row instead of being shown as noise."""
     Interaction.objects.bulk_create([
         Interaction(user=shop["users"][0], product=shop["products"][0], event="impression", placement="home",
-                    strategy=f"tiny-{number}", arm=f"tiny-{number}") for number in range(5)])
+                    strategy=f"tiny-{number}", arm=f"tiny-{number}", served_list=f"tiny-{number}") for number in range(5)])
     response = staff_client.get(reverse("admin:recommender_dashboard_changelist"))
     labels = [row.label for row in response.context["ctr_by_arm"]]
     assert labels[-1] == "other (5 groups)" and not any(label.startswith("tiny") for label in labels)
@@ -271,9 +273,10 @@ def test_dashboard_charts_draw_on_ordinary_data(shop, staff_client, name):
     """0 clicks, a label mathtext cannot parse and 300 distinct placements: every chart is still a PNG (was a 500)."""
     user, product = shop["users"][0], shop["products"][0]
     rows = [Interaction(user=user, product=product, event="impression", placement="$\\notacommand{$",
-                        strategy="$\\notacommand{$", arm="b") for _ in range(reports.MIN_IMPRESSIONS)]
+                        strategy="$\\notacommand{$", arm="b", served_list=f"math-{number}")
+            for number in range(reports.MIN_IMPRESSIONS)]
     rows += [Interaction(user=user, product=product, event="impression", placement=f"shelf-{number}",
-                         strategy="never-clicked", arm="c") for number in range(300)]
+                         strategy="never-clicked", arm="c", served_list=f"shelf-{number}") for number in range(300)]
     Interaction.objects.bulk_create(rows)
     response = staff_client.get(reverse("admin:recommender_dashboard_chart", args=[name]))
     assert response.status_code == 200 and response.content.startswith(PNG_MAGIC)

@@ -30,7 +30,7 @@ def user(django_user_model):
 
 
 def views_of(products):
-    return [{"product": str(product.pk), "event": "view", "placement": "home"} for product in products]
+    return [{"product": str(product.pk), "event": "view"} for product in products]
 
 
 def test_route_is_namespaced():
@@ -105,7 +105,7 @@ def test_malformed_json_is_a_400_in_the_same_shape():
     assert "JSON parse error" in response.json()["errors"][0]["message"]
 
 
-@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=500)
 def test_a_body_over_the_upload_limit_is_a_413_in_the_same_shape(products):
     """A body larger than Django's upload limit is refused with 413 and the errors list."""
     response = APIClient().post(URL, {"events": views_of(products) * 10}, format="json")

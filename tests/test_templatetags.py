@@ -159,3 +159,23 @@ def test_the_api_resolves_the_visitor_once(products, client):
     sql = [query["sql"] for query in captured.captured_queries]
     assert sum("recommender_userprofile" in query for query in sql) == 1
     assert sum("recommender_interaction" in query and "ORDER BY" in query for query in sql) == 1
+
+
+@pytest.mark.parametrize("templates", ["app", "demo"])
+def test_widget_carries_a_token_that_attributes_its_items(products, request_with_session, settings, templates):
+    """Both widget templates carry data-rec-token; it attributes the request's visitor's clicks on its items only."""
+    import re
+
+    from html import unescape
+
+    from recommender import attribution
+
+    if templates == "app":
+        settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": []}]
+    html = render('{% recommendation_widget "home" limit=4 %}', request_with_session)
+    [token] = re.findall(r'data-rec-token="([^"]+)"', html)
+    identity = f"visitor:{events.visitor_key_for(request_with_session, create=False)}"
+    served = attribution.verify(unescape(token), [identity])
+    assert served is not None and served.placement == "home"
+    shown = re.findall(r'data-rec-item="([^"]+)"', html)
+    assert list(served.item_ids) == shown

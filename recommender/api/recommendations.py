@@ -66,6 +66,9 @@ class RecommendationsSerializer(serializers.Serializer):
     title = serializers.CharField()
     strategy = serializers.CharField(help_text="Key of the strategy that served the list.")
     arm = serializers.CharField(help_text="The visitor's A/B arm; empty without a running test.")
+    token = serializers.CharField(help_text=(
+        "Signed attribution of this list: send it as the 'token' of each impression and click of its items "
+        "(POST /api/events/), so they count for this placement, strategy and arm. Empty for an empty list."))
     items = RecommendedItemSerializer(many=True)
 
 
@@ -77,6 +80,7 @@ def served_response(served):
         "title": served.title,
         "strategy": served.strategy,
         "arm": served.arm,
+        "token": served.token,
         "items": [
             {"id": item.item_id, "title": item.title, "price": None if item.price is None else float(item.price),
              "url": item.url, "score": item.score, "reason": item.reason}

@@ -14,7 +14,9 @@ class EventSerializer(serializers.Serializer):
     """One event as a client sends it (documentation of ``events.record``'s input)."""
 
     product = serializers.CharField(help_text="The product's id (string or integer).")
-    event = serializers.ChoiceField(choices=EventType.choices)
+    event = serializers.ChoiceField(choices=EventType.choices, help_text=(
+        "impression, view, click; rating when signed in. cart and purchase come from the shop's server code "
+        "and are refused here unless ACCEPT_CLIENT_CART_AND_PURCHASE."))
     value = serializers.FloatField(
         required=False, allow_null=True, help_text="Required for a rating (the score); a quantity for cart and purchase."
     )
@@ -27,9 +29,15 @@ class EventSerializer(serializers.Serializer):
         help_text="ISO 8601 (UTC when no zone is given) or epoch seconds; default now; "
         "at most MAX_CLOCK_SKEW_SECONDS in the future.",
     )
-    placement = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    strategy = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    arm = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    token = serializers.CharField(required=False, allow_blank=True, max_length=4096, help_text=(
+        "Impressions and clicks: the 'token' of the served list the product was shown in (widget markup "
+        "data-rec-token, or the recommendations response). A valid token attributes the event to that list's "
+        "placement, strategy and A/B arm; without one, or with an expired, altered or another visitor's token, "
+        "or for a product the list did not hold, the event is stored unattributed."))
+    placement = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text=(
+        "Server code only (events.record); refused from browsers, who attribute through 'token'."))
+    strategy = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text="As placement.")
+    arm = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text="As placement.")
     context = serializers.DictField(required=False, help_text="Small JSON object (at most MAX_EVENT_CONTEXT_BYTES).")
 
 

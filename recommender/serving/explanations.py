@@ -46,6 +46,9 @@ class ServedRecommendations:
     stamp: str = ""
     context: Context = field(default_factory=Context, repr=False)
     source: str = ""
+    # Signed attribution of this list (recommender.attribution): the widget's markup and the API
+    # response carry it, the beacon sends it back with impressions and clicks.
+    token: str = field(default="", repr=False)
 
     @property
     def products(self):

@@ -9,15 +9,16 @@
  *       data-rec-endpoint   URL of POST /api/events/ (default "/api/events/")
  *       data-rec-flush-ms   how long events wait to be sent together (default 2000)
  *
- *   <section data-rec-placement="home" data-rec-strategy="hybrid" data-rec-arm="b">
+ *   <section data-rec-placement="home" data-rec-token="{{ recs.token }}">
  *     <a href="/products/42/" data-rec-item="42">...</a>
  *     <a href="/products/7/" data-rec-item="7">...</a>
  *   </section>
  *       Each [data-rec-item] (the product id) sends one "impression" when at least half of it
  *       has been on screen, and a "click" when clicked. The nearest [data-rec-placement]
- *       container gives placement, strategy and arm; the item's position in it (1-based) goes
- *       into the event's context. Items added to the page later (widgets loaded by script)
- *       are picked up too.
+ *       container's data-rec-token (the served list's signed token) goes with them: the server
+ *       reads placement, strategy and A/B arm from it, never from the page, so they cannot be
+ *       made up. The item's position in the container (1-based) goes into the event's context.
+ *       Items added to the page later (widgets loaded by script) are picked up too.
  *
  *   <body data-rec-view-item="42">          (or any element on a product page)
  *       Sends the page's dwell time: a "view" of that product with dwell_seconds (the time the
@@ -98,9 +99,8 @@
     var event = { product: item.getAttribute("data-rec-item"), event: eventType };
     var container = item.closest("[data-rec-placement]");
     if (container) {
-      event.placement = container.getAttribute("data-rec-placement") || "";
-      event.strategy = container.getAttribute("data-rec-strategy") || "";
-      event.arm = container.getAttribute("data-rec-arm") || "";
+      var token = container.getAttribute("data-rec-token");
+      if (token) event.token = token;
       var items = container.querySelectorAll("[data-rec-item]");
       event.context = { position: Array.prototype.indexOf.call(items, item) + 1 };
     }
