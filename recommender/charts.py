@@ -75,7 +75,9 @@ def _empty(figure, axes, message: str) -> bytes:
 
 
 def _finite(values) -> np.ndarray:
-    return np.array([np.nan if value is None else value for value in values], dtype=float)
+    """Values as floats, anything that cannot be drawn (None, NaN, infinities) as NaN: a gap."""
+    array = np.array([np.nan if value is None else value for value in values], dtype=float)
+    return np.where(np.isfinite(array), array, np.nan)
 
 
 def lines(series: Mapping[str, tuple[Sequence, Sequence]], title: str, ylabel: str, *,

@@ -142,6 +142,8 @@ def test_unicode_profile_fields_are_kept(client):
     ({"gender": "robot"}, "gender"),
     ({"personalization_consent": "maybe"}, "personalization_consent"),
 ])
+@override_settings(RECOMMENDER={**django_settings.RECOMMENDER, "PROFILE_ATTRIBUTES": [
+    "bio", "nested", "note", *(f"k{number}" for number in range(21))]})
 def test_bad_profile_fields_are_400_naming_the_field(client, body, field):
     """Huge strings, too many or nested attributes, NULs and wrong types are a 400 on that field."""
     response = client.patch(reverse(PROFILE), body, format="json")
@@ -162,3 +164,25 @@ def test_huge_and_strange_product_ids_in_paths_are_404(client):
     """Similar products of a huge or non-ASCII id answers 404, not a server error."""
     for product_id in ("9" * 40, "北京", "%00", "-1"):
         assert client.get(reverse("recommender:api:similar", args=[product_id])).status_code == 404
+
+
+def test_undeclared_profile_attributes_are_a_400_naming_them(client):
+    """The column-explosion attack: 20 made-up attribute keys. Refused, naming the keys and what the shop accepts."""
+    with override_settings(RECOMMENDER={**django_settings.RECOMMENDER, "PROFILE_ATTRIBUTES": ["occupation"]}):
+        response = client.patch(reverse(PROFILE), {"attributes": {f"col_{n:02d}": "x" for n in range(20)}},
+                                format="json")
+        assert response.status_code == 400
+        [message] = response.json()["attributes"]
+        assert "'col_00'" in message and "this shop accepts: occupation" in message
+        assert not UserProfile.objects.exists()
+        assert client.patch(reverse(PROFILE), {"attributes": {"occupation": "nurse"}}, format="json").status_code == 200
+
+
+def test_declared_attribute_choices_are_enforced(client):
+    """A declared attribute with a list of values accepts only those."""
+    with override_settings(RECOMMENDER={**django_settings.RECOMMENDER,
+                                        "PROFILE_ATTRIBUTES": {"customer_type": ["retail", "trade"]}}):
+        refused = client.patch(reverse(PROFILE), {"attributes": {"customer_type": "pirate"}}, format="json")
+        accepted = client.patch(reverse(PROFILE), {"attributes": {"customer_type": "trade"}}, format="json")
+    assert refused.status_code == 400 and "one of retail, trade" in refused.json()["attributes"][0]
+    assert accepted.status_code == 200 and accepted.json()["attributes"] == {"customer_type": "trade"}
