@@ -515,8 +515,9 @@ def events_stored_per_batch(postgres, prefix) -> dict:
     """{batch_id: rows} of the batches whose id starts with ``prefix``, read from the server's database."""
     with postgres.connect() as database:
         return dict(database.execute(
-            "SELECT split_part(dedupe_key, ':', 1), count(*) FROM recommender_interaction "
-            "WHERE dedupe_key LIKE %s GROUP BY 1", [f"{prefix}%"]).fetchall())
+            # Keys are "<owner kind>:<owner>:<batch id>:<index>" (batch ids are scoped to their owner).
+            "SELECT split_part(dedupe_key, ':', 3), count(*) FROM recommender_interaction "
+            "WHERE split_part(dedupe_key, ':', 3) LIKE %s GROUP BY 1", [f"{prefix}%"]).fetchall())
 
 
 @pytest.mark.postgres

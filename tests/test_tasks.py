@@ -95,6 +95,6 @@ def test_a_real_worker_records_a_batch_through_the_broker(products):
         )
         assert result.get(timeout=30) == 2
     assert sorted(Interaction.objects.filter(visitor_key="worker-visitor").values_list("dedupe_key", flat=True)) == [
-        "w-1:0",
-        "w-1:1",
+        "visitor:worker-visitor:w-1:0",
+        "visitor:worker-visitor:w-1:1",
     ]
