@@ -1,5 +1,6 @@
 """recommender.receivers: merging on login and sign-up, cart and order signals."""
 
+import datetime
 import logging
 
 import pytest
@@ -9,7 +10,9 @@ from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 
 from recommender.conf import settings
+from recommender.events import BATCH_KEY_MAX_LENGTH
 from recommender.models import Interaction, Rating, UserProfile
+from recommender.receivers import order_batch_key
 from recommender.signals import cart_changed, order_placed
 from recommender.tasks import record_events_task
 from recommender.testing.factories import make_product
@@ -103,6 +106,26 @@ def test_order_placed_records_purchases_for_the_user(products, user):
     assert list(rows) == [(user.pk, products[0].pk, "purchase", 1), (user.pk, products[1].pk, "purchase", 3)]
 
 
+def test_an_order_sent_twice_with_its_order_id_is_stored_once(products, user):
+    """order_id makes the order idempotent (a retried signal, a history import); placed_at dates it."""
+    placed_at = datetime.datetime(2025, 3, 1, 12, 30, tzinfo=datetime.timezone.utc)
+    for _ in range(2):
+        order_placed.send(sender=None, user=user, items=[(products[0], 2)], order_id="100042", placed_at=placed_at)
+    event = Interaction.objects.get()
+    assert (event.product_id, event.value, event.timestamp) == (products[0].pk, 2, placed_at)
+    assert event.context == {"order": "100042"}, "the purchase names its order"
+    order_placed.send(sender=None, user=user, items=[(products[1], 1)], order_id="100043")
+    assert Interaction.objects.count() == 2, "another order is another batch"
+
+
+def test_order_batch_keys_fit_the_batch_key_column():
+    """A very long order number still gives a key of at most BATCH_KEY_MAX_LENGTH, distinct per order."""
+    long_a, long_b = "A" * 200, "A" * 199 + "B"
+    assert order_batch_key("100042") == "order-100042"
+    assert len(order_batch_key(long_a)) <= BATCH_KEY_MAX_LENGTH
+    assert order_batch_key(long_a) != order_batch_key(long_b)
+
+
 def test_order_without_request_or_user_is_skipped_with_a_warning(products, caplog):
     """With nobody to own them, order events are not stored and the log says why."""
     with caplog.at_level(logging.WARNING, logger="recommender.receivers"):
@@ -137,3 +160,22 @@ def test_async_orders_are_recorded_by_the_task_after_commit(products, user, djan
     event = Interaction.objects.get()
     assert (event.user_id, event.product_id, event.event, event.value) == (user.pk, products[2].pk, "purchase", 2)
     assert event.dedupe_key.startswith(f"user:{user.pk}:order-")
+
+
+@override_settings(RECOMMENDER={"RECORD_ORDERS_ASYNC": True})
+def test_async_orders_keep_order_id_and_placed_at(products, user, django_capture_on_commit_callbacks):
+    """The queued task stores the order under its order_id's key, dated placed_at."""
+    placed_at = datetime.datetime(2025, 3, 1, 12, 30, tzinfo=datetime.timezone.utc)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        order_placed.send(sender=None, user=user, items=[(products[0], 1)], order_id="7", placed_at=placed_at)
+        order_placed.send(sender=None, user=user, items=[(products[0], 1)], order_id="7", placed_at=placed_at)
+    conf = record_events_task.app.conf
+    was_eager, conf.task_always_eager = conf.task_always_eager, True
+    try:
+        for callback in callbacks:
+            callback()
+    finally:
+        conf.task_always_eager = was_eager
+    event = Interaction.objects.get()
+    assert (event.context, event.timestamp) == ({"order": "7"}, placed_at)
+    assert event.dedupe_key == f"user:{user.pk}:{order_batch_key('7')}:0"
