@@ -1,0 +1,1 @@
+"""Integrations of the app with particular shop frameworks (``recommender.contrib.oscar``)."""
