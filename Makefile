@@ -12,7 +12,7 @@ VAR_DIR ?= $(or $(SHOP_DEMO_VAR_DIR),var)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-altcatalog install install-test browser-deps migrate seed train retrain serve clean help
+.PHONY: demo test test-altcatalog test-oscar install install-test browser-deps migrate seed train retrain serve clean help
 
 help:
 	@echo "make demo   - install, migrate, seed, train and serve the shop at http://$(HOST):$(PORT)"
@@ -65,10 +65,15 @@ demo: train
 test: install-test
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory test-altcatalog
+	$(MAKE) --no-print-directory test-oscar
 
 # The reusable app's tests again, against a differently shaped host catalog.
 test-altcatalog: install-test
 	DJANGO_SETTINGS_MODULE=tests.settings_altcatalog $(PY) -m pytest -m "not shop and not slow" -q
+
+# The app installed in a django-oscar shop (tests/oscar_site), through Oscar's own views and checkout.
+test-oscar: install-test
+	DJANGO_SETTINGS_MODULE=tests.oscar_site.settings $(PY) -m pytest tests/oscar_site -m oscar -q
 
 clean:
 	rm -rf $(VENV) var

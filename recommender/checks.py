@@ -2,6 +2,7 @@
 
 import importlib.util
 
+from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.checks import Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
@@ -25,6 +26,24 @@ def check_settings(app_configs, **kwargs):
                 )
             )
     return errors
+
+
+# Apps the recommender's own code needs: the API (DRF, its schema) and the admin pages (humanize).
+REQUIRED_APPS = ("rest_framework", "drf_spectacular", "django.contrib.humanize")
+
+
+@register()
+def check_required_apps(app_configs, **kwargs):
+    missing = [name for name in REQUIRED_APPS if not apps.is_installed(name)]
+    if not missing:
+        return []
+    return [
+        Error(
+            f"The recommender needs {', '.join(missing)} in INSTALLED_APPS.",
+            hint=f"Add {', '.join(repr(name) for name in missing)} to INSTALLED_APPS (docs/integration.md).",
+            id="recommender.E008",
+        )
+    ]
 
 
 @register()

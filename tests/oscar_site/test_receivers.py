@@ -1,7 +1,12 @@
 """recommender.contrib.oscar.receivers: Oscar's own views and signals become the app's events."""
 
+import time
+import uuid
+
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.test import override_settings
 from oscar.test.factories import UserFactory
 
 from recommender.conf import settings
@@ -94,3 +99,30 @@ def test_registration_through_oscar_moves_history_and_profile(catalogue, shopper
     assert rows(user=customer) == [(catalogue["K-KETTLE"].pk, "view", None)]
     assert UserProfile.objects.get().user == customer
     assert UserProfile.objects.get().country == "gb"
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_with_async_orders_a_real_worker_records_an_oscar_checkout(catalogue, shopper):
+    """RECORD_ORDERS_ASYNC: Oscar's checkout commits the order, then a Celery worker stores its purchases."""
+    from celery.contrib.testing.worker import start_worker
+
+    from shop_demo.celery import app
+
+    # A queue of its own, so a worker of another run on the same broker cannot take the task.
+    queue = f"recommender-oscar-test-{uuid.uuid4().hex}"
+    saved_queue, app.conf.task_default_queue = app.conf.task_default_queue, queue
+    try:
+        with override_settings(RECOMMENDER={**django_settings.RECOMMENDER, "RECORD_ORDERS_ASYNC": True}), \
+                start_worker(app, pool="solo", perform_ping_check=False, queues=[queue], shutdown_timeout=30):
+            shopper.add_to_basket(catalogue["K-WHISK"], quantity=2)
+            order = shopper.checkout(guest_email="async@example.com")
+            deadline = time.monotonic() + 30
+            while not Interaction.objects.filter(event="purchase").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)  # the worker, a real process part, takes its time
+    finally:
+        app.conf.task_default_queue = saved_queue
+    purchase = Interaction.objects.get(event="purchase")
+    assert (purchase.product_id, purchase.value) == (catalogue["K-WHISK"].pk, 2)
+    assert purchase.visitor_key == shopper.client.session[settings.VISITOR_SESSION_KEY]
+    assert purchase.dedupe_key == f"{order_batch_key(order.number)}:0"
