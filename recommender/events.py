@@ -37,8 +37,8 @@ from collections.abc import Mapping
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import CharField, Count, Value
-from django.db.models.functions import Cast, Coalesce, Concat, TruncDate
+from django.db.models import Case, CharField, Count, Value, When
+from django.db.models.functions import Cast, Concat, TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -729,10 +729,12 @@ def visitor_days_by_product(events, *, event_types=None, exclude_types=(), limit
         events = events.filter(event__in=list(event_types))
     if exclude_types:
         events = events.exclude(event__in=list(exclude_types))
-    visitor_day = Concat(
-        Coalesce(Concat(Value("u"), Cast("user_id", CharField())), Concat(Value("v"), "visitor_key")),
-        Value("@"), Cast(TruncDate("timestamp"), CharField()), output_field=CharField(),
+    # Case, not Coalesce: Concat turns a NULL user_id into "", so "u" + NULL is "u", never NULL.
+    visitor = Case(
+        When(user_id__isnull=True, then=Concat(Value("v"), "visitor_key")),
+        default=Concat(Value("u"), Cast("user_id", CharField())), output_field=CharField(),
     )
+    visitor_day = Concat(visitor, Value("@"), Cast(TruncDate("timestamp"), CharField()), output_field=CharField())
     counted = (events.values("product").annotate(visitor_days=Count(visitor_day, distinct=True))
                .order_by("-visitor_days", "product").values_list("product", "visitor_days"))
     return list(counted if limit is None else counted[:limit])

@@ -479,3 +479,14 @@ def test_a_client_rating_resent_with_a_slow_clock_replaces_the_old_score(product
     record([{"product": product.pk, "event": "rating", "value": 4, "timestamp": behind}], user=user,
            trust=events.CLIENT)
     assert Rating.objects.get(user=user).score == 4
+
+
+# --- distinct visitors per day -------------------------------------------------------------------------------
+def test_visitor_days_count_each_anonymous_visitor_and_each_account(products, user):
+    """Three anonymous visitors and one account are four visitor-days; one visitor's repeats count once."""
+    for visitor_key in ("v1", "v2", "v3", "v3"):
+        record([{"product": products[0].pk, "event": "view"}], visitor_key=visitor_key)
+    record([{"product": products[0].pk, "event": "view"}], user=user)
+    record([{"product": products[1].pk, "event": "view"}], visitor_key="v1")
+    counted = events.visitor_days_by_product(Interaction.objects.all())
+    assert counted == [(products[0].pk, 4), (products[1].pk, 1)]
