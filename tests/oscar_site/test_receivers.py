@@ -11,7 +11,6 @@ from oscar.test.factories import UserFactory
 
 from recommender.conf import settings
 from recommender.models import Interaction, UserProfile
-from recommender.receivers import order_batch_key
 
 from .shop import PASSWORD, Shopper
 
@@ -53,7 +52,7 @@ def test_basket_addition_records_a_cart_event_for_the_parent(catalogue, shopper)
 
 
 def test_signed_in_checkout_records_each_line_once(catalogue):
-    """An account's order through Oscar's checkout: one purchase per product, keyed by the order number."""
+    """An account's order through Oscar's checkout: one purchase per product, naming the order number."""
     customer = UserFactory(password=PASSWORD)
     shopper = Shopper()
     shopper.log_in(customer.email)
@@ -63,7 +62,7 @@ def test_signed_in_checkout_records_each_line_once(catalogue):
     purchases = Interaction.objects.filter(event="purchase").order_by("pk")
     assert [(row.user_id, row.product_id, row.value) for row in purchases] == [
         (customer.pk, catalogue["K-SKILLET"].pk, 3), (customer.pk, catalogue["G-GLOVES"].pk, 1)]
-    assert {row.dedupe_key.rsplit(":", 1)[0] for row in purchases} == {order_batch_key(order.number)}
+    assert {row.context["order"] for row in purchases} == {order.number}
     assert {row.timestamp for row in purchases} == {order.date_placed}
 
 
@@ -125,4 +124,4 @@ def test_with_async_orders_a_real_worker_records_an_oscar_checkout(catalogue, sh
     purchase = Interaction.objects.get(event="purchase")
     assert (purchase.product_id, purchase.value) == (catalogue["K-WHISK"].pk, 2)
     assert purchase.visitor_key == shopper.client.session[settings.VISITOR_SESSION_KEY]
-    assert purchase.dedupe_key == f"{order_batch_key(order.number)}:0"
+    assert purchase.context == {"order": order.number}

@@ -1,8 +1,9 @@
 """Oscar orders as purchase events: the live order's lines, and the shop's past orders.
 
-Both paths store an order under the same idempotency key (the app's ``order_batch_key`` of the
-order number), so an order recorded when it was placed is not counted again by a history load,
-and a history load run twice stores each order once.
+Both paths name the order in each purchase's context (``{"order": "<number>"}``, the app's
+``order_placed`` receiver does it for live orders), so a history load skips the orders recorded
+when they were placed, whoever owned them then (a guest's session or an account), and a history
+load run twice stores each order once.
 """
 
 import hashlib
@@ -14,7 +15,8 @@ from tqdm.auto import tqdm
 from ... import events
 from ...catalog import get_adapter
 from ...models import Interaction
-from ...receivers import order_batch_key
+from ...models import EventType
+from ...receivers import ORDER_CONTEXT_KEY, order_batch_key
 from .catalog import canonical
 
 Order = get_model("order", "Order")
@@ -74,18 +76,21 @@ def load_order_history(*, since=None, progress=False, chunk_size=500):
     counts = {"orders": 0, "events_added": 0, "already_recorded": 0, "without_products": 0, "without_owner": 0}
     bar = tqdm(total=orders.count(), unit="order", disable=not progress, dynamic_ncols=True)
     before = Interaction.objects.count()
+    recorded = recorded_order_numbers()
     try:
         for order in orders.iterator(chunk_size=chunk_size):
             counts["orders"] += 1
             bar.update(1)
             owner = _owner(order)
             items = _items(order.lines.all(), listed)
-            if owner is None:
+            if order.number in recorded:
+                counts["already_recorded"] += 1
+            elif owner is None:
                 counts["without_owner"] += 1
             elif not items:
                 counts["without_products"] += 1
-            elif not _record(order, items, owner):
-                counts["already_recorded"] += 1
+            else:
+                _record(order, items, owner)
     finally:
         bar.close()
     counts["events_added"] = Interaction.objects.count() - before
@@ -100,15 +105,19 @@ def _owner(order):
     return None
 
 
+def recorded_order_numbers():
+    """The order numbers that purchase events already name (one query over the purchases)."""
+    numbers = (Interaction.objects.filter(event=EventType.PURCHASE, context__has_key=ORDER_CONTEXT_KEY)
+               .values_list(f"context__{ORDER_CONTEXT_KEY}", flat=True).distinct())
+    return {str(number) for number in numbers}
+
+
 def _record(order, items, owner):
-    """Store one order's purchases; False when the order was stored before."""
-    batch_key = order_batch_key(order.number)
-    if Interaction.objects.filter(dedupe_key=f"{batch_key}:0").exists():
-        return False
-    batch = [{"product": product, "event": "purchase", "value": quantity, "timestamp": order.date_placed}
+    """Store one order's purchases, naming the order as the live receivers do."""
+    batch = [{"product": product, "event": EventType.PURCHASE, "value": quantity, "timestamp": order.date_placed,
+              "context": {ORDER_CONTEXT_KEY: order.number}}
              for product, quantity in items]
     try:
-        events.record(batch, batch_key=batch_key, **owner)
+        events.record(batch, batch_key=order_batch_key(order.number), **owner)
     except events.EventValidationError as exc:
         raise OrderHistoryError(f"order {order.number}: {exc}") from exc
-    return True
