@@ -98,15 +98,23 @@ def test_a_product_without_stock_records_is_unavailable(catalogue):
     assert get_adapter().in_stock_pks([product.pk]) == {product.pk}
 
 
+def test_top_level_category_of_a_shelf_product(catalogue):
+    """The category cap counts top-level categories: Garden for tools and seeds alike."""
+    adapter = get_adapter()
+    products = {product.upc: product for product in adapter.sellable([catalogue[upc].pk for upc in GARDEN_UPCS])}
+    assert {adapter.category_of(product) for product in products.values()} == {"Garden"}
+    assert adapter.category_of(catalogue["B-CRIME"]) == "Books", "also without the prefetch"
+
+
 def test_served_products_cost_a_fixed_number_of_queries(catalogue):
-    """Checking and loading a shelf's products costs the same few queries for 3 or 16 products."""
+    """Checking and loading a shelf's products (what serving reads of them) costs the same few
+    queries for 3 or 16 products."""
     adapter = get_adapter()
 
     def queries(upcs):
         with CaptureQueriesContext(connection) as captured:
-            products = adapter.in_stock_products([catalogue[upc].pk for upc in upcs])
-            for product in products.values():
-                adapter.title_of(product), adapter.attribute_of(product, "price")
+            for product in adapter.sellable([catalogue[upc].pk for upc in upcs]):
+                adapter.title_of(product), adapter.value_of(product, "price"), adapter.category_of(product)
         return len(captured)
 
     few = queries(GARDEN_UPCS[:2] + ("G-GLOVES",))

@@ -24,7 +24,8 @@ import html
 import re
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Prefetch
+from django.db.models import OuterRef, Prefetch, Subquery
+from django.db.models.functions import Substr
 from django.utils.html import strip_tags
 from oscar.core.loading import get_class, get_model
 
@@ -76,15 +77,23 @@ class OscarCatalogAdapter(CatalogAdapter):
         """The Oscar strategy that prices products and says whether they can be bought."""
         return Selector().strategy()
 
-    def with_purchase_data(self, queryset):
-        """``queryset`` with what the strategy and the shelves read prefetched (no query per product)."""
+    def with_stock(self, queryset):
+        """``queryset`` with what Oscar's default strategies read prefetched: the stock records of
+        the products and of their public variants."""
         children = self.model._default_manager.public().select_related("product_class")
         return queryset.select_related("product_class").prefetch_related(
             "stockrecords",
-            "images",
             Prefetch("children", queryset=children.prefetch_related("stockrecords"),
                      to_attr="_prefetched_public_children"),
         )
+
+    def with_purchase_data(self, queryset):
+        """``with_stock`` plus what shelves and rows read: images, and the categories with their top level."""
+        root_name = Category._default_manager.filter(
+            path=Substr(OuterRef("category__path"), 1, Category.steplen)).values("name")[:1]
+        placed = ProductCategory.objects.order_by("pk").annotate(root_name=Subquery(root_name))
+        return self.with_stock(queryset).prefetch_related(
+            "images", Prefetch("productcategory_set", queryset=placed, to_attr="_recommender_categories"))
 
     def purchase_info(self, product, strategy=None):
         """Oscar's ``PurchaseInfo`` (price, availability, stock record) of ``product``."""
@@ -101,15 +110,19 @@ class OscarCatalogAdapter(CatalogAdapter):
         """The strategy's price of ``product`` as a float (tax included where known), or None."""
         return _price_value(self.purchase_info(product, strategy).price)
 
-    def in_stock_pks(self, pks):
-        strategy = self.strategy()
-        products = self.with_purchase_data(self.model._default_manager.filter(pk__in=list(pks)))
-        return {product.pk for product in products if self.is_available(product, strategy)}
+    def available(self, queryset):
+        """``queryset`` narrowed to what Oscar's strategy lets be bought now.
 
-    def in_stock_products(self, pks):
+        A strategy is Python, not SQL: the products are read once with their stock records to ask
+        it, and the result is ``queryset`` filtered to the available primary keys.
+        """
         strategy = self.strategy()
-        products = self.with_purchase_data(self.queryset().filter(pk__in=list(pks)))
-        return {product.pk: product for product in products if self.is_available(product, strategy)}
+        products = self.with_stock(queryset.order_by())
+        return queryset.filter(pk__in=[product.pk for product in products if self.is_available(product, strategy)])
+
+    def sellable(self, pks):
+        """What a shelf shows, with Oscar's product cards' data prefetched (see ``with_purchase_data``)."""
+        return self.with_purchase_data(super().sellable(pks))
 
     # --- rows for training ------------------------------------------------------------------
     def iter_rows(self, queryset=None, chunk_size=2000):
@@ -117,11 +130,7 @@ class OscarCatalogAdapter(CatalogAdapter):
         queryset = self.queryset() if queryset is None else queryset
         category_paths = self.category_paths()
         strategy = self.strategy()
-        products = self.with_purchase_data(queryset.order_by("pk")).prefetch_related(
-            Prefetch("productcategory_set", queryset=ProductCategory.objects.order_by("pk"),
-                     to_attr="_recommender_categories"),
-            *self._brand_prefetch(),
-        )
+        products = self.with_purchase_data(queryset.order_by("pk")).prefetch_related(*self._brand_prefetch())
         for product in products.iterator(chunk_size=chunk_size):
             info = self.purchase_info(product, strategy)
             placed = product._recommender_categories
@@ -167,12 +176,24 @@ class OscarCatalogAdapter(CatalogAdapter):
     def title_of(self, product):
         return product.get_title() or str(product)
 
-    def attribute_of(self, product, name):
+    def category_of(self, product):
+        """The top-level category of the product's first category ("" without one)."""
+        placed = getattr(product, "_recommender_categories", None)
+        if placed is None:
+            placed = list(self.with_purchase_data(self.model._default_manager.filter(pk=product.pk))
+                          .get()._recommender_categories)
+        return placed[0].root_name or "" if placed else ""
+
+    def value_of(self, product, name):
+        """``price`` and ``in_stock`` from Oscar's strategy; ``category`` is the top-level one (rows for
+        training carry the whole path)."""
         if name == "price":
             return self.price_of(product)
         if name == "in_stock":
             return self.is_available(product)
-        return super().attribute_of(product, name)
+        if name == "category":
+            return self.category_of(product) or None
+        return super().value_of(product, name)
 
     # --- writing ------------------------------------------------------------------------------
     def build_product(self, row):
