@@ -170,6 +170,7 @@ class Shelf:
 
     placement: str
     strategy: str
+    token: str = ""
     title: str = ""
     item_ids: list = field(default_factory=list)
     reasons: list = field(default_factory=list)
@@ -186,7 +187,8 @@ class _ShelfParser(HTMLParser):
         attrs = dict(attrs)
         classes = (attrs.get("class") or "").split()
         if "data-rec-placement" in attrs:
-            self.shelves.append(Shelf(attrs["data-rec-placement"], attrs.get("data-rec-strategy", "")))
+            self.shelves.append(Shelf(attrs["data-rec-placement"], attrs.get("data-rec-strategy", ""),
+                                      attrs.get("data-rec-token", "")))
         elif self.shelves and "data-rec-item" in attrs:
             self.shelves[-1].item_ids.append(attrs["data-rec-item"])
         elif self.shelves and "rec-widget__reason" in classes:

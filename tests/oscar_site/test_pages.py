@@ -8,6 +8,8 @@ import pytest
 from django.core.cache import caches
 from django.urls import reverse
 
+from recommender.models import Interaction
+
 from .shop import Shopper, shelves
 
 pytestmark = [pytest.mark.oscar, pytest.mark.django_db]
@@ -88,3 +90,14 @@ def test_sold_out_and_unpublished_products_are_never_on_a_shelf(popular, shopper
     pages = [shopper.home(), shopper.view(popular["G-TROWEL"]), shopper.view(popular["G-RAKE"])]
     shown = {item for page in pages for shelf in shelves(page).values() for item in shelf.item_ids}
     assert shown and not shown & unsellable
+
+
+def test_the_beacons_impressions_from_an_oscar_shelf_are_attributed_to_it(popular, shopper):
+    """The shelf carries its signed token: an impression the beacon posts with it belongs to that list."""
+    shelf = shelves(shopper.home())["home"]
+    assert shelf.token
+    response = shopper.client.post(reverse("recommender:api:events"), {"events": [
+        {"product": shelf.item_ids[0], "event": "impression", "token": shelf.token}]}, content_type="application/json")
+    assert response.status_code == 201, response.content
+    impression = Interaction.objects.get(event="impression")
+    assert impression.served_list and impression.placement == "home"
