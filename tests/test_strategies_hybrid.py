@@ -161,3 +161,52 @@ def test_weight_search_finds_the_informative_component():
     weights, ndcg = search_simplex_weights(np.stack([noise, informative]).astype(np.float32),
                                            np.ones((n_rows, pool), dtype=bool), relevant, np.ones(n_rows, dtype=int))
     assert weights[1] > 0.8 and ndcg > 0.9
+
+
+def test_reuses_given_components_instead_of_refitting(planted, monkeypatch):
+    """Components handed over (already fitted on the same data) are served as they are; the weights are
+    still learned on components the hybrid fits itself without the validation users."""
+    from recommender.strategies.registry import create_strategy
+
+    given = {key: create_strategy(key, **FAST_PARAMS["component_params"].get(key, {})).fit(planted)
+             for key in ("item_knn", "content", "popularity")}
+    fitted_on = []
+    original = HybridStrategy._fit_components
+
+    def counting(self, keys, dataset):
+        fitted_on.append((tuple(keys), dataset.n_users))
+        return original(self, keys, dataset)
+
+    monkeypatch.setattr(HybridStrategy, "_fit_components", counting)
+    strategy = HybridStrategy(**FAST_PARAMS).fit(planted, components=given)
+    assert strategy.components_["item_knn"] is given["item_knn"]
+    assert strategy.components_["content"] is given["content"]
+    assert "popularity" not in strategy.components_, "a key the hybrid does not blend is ignored"
+    assert strategy.reused_components_ == ["item_knn", "content"]
+    # One fit of every component without the validation users (the weights), then only the missing one.
+    (validation_keys, validation_users), (refit_keys, refit_users) = fitted_on
+    assert set(validation_keys) == set(FAST_PARAMS["components"]) and validation_users < planted.n_users
+    assert refit_keys == ("segment_popularity",) and refit_users == planted.n_users
+    assert len(strategy.recommend(Context(events=(Event(planted.item_ids[0], "view"),)), k=5)) == 5
+
+
+def test_given_components_must_fit_the_dataset(planted):
+    """A component fitted on other products is refused with a message saying what to pass; one fitted on
+    the first products of the same catalogue (before products were added) is extended, not changed."""
+    from recommender.strategies.registry import create_strategy
+
+    from recommender.data.dataset import Dataset
+
+    kept = planted.interactions["item_id"].isin(planted.item_ids[:-5]).to_numpy()
+    fewer = Dataset(users=planted.users, items=planted.items.iloc[:-5], interactions=planted.interactions[kept])
+    older = create_strategy("item_knn").fit(fewer)
+    strategy = HybridStrategy(**FAST_PARAMS, learn_weights=False).fit(planted, components={"item_knn": older})
+    assert strategy.components_["item_knn"] is not older and len(older.item_ids) == planted.n_items - 5
+    np.testing.assert_array_equal(strategy.components_["item_knn"].item_ids, planted.item_ids)
+
+    reordered = create_strategy("item_knn").fit(
+        Dataset(users=planted.users, items=planted.items.iloc[::-1], interactions=planted.interactions))
+    with pytest.raises(ValueError, match="same snapshot"):
+        HybridStrategy(**FAST_PARAMS, learn_weights=False).fit(planted, components={"item_knn": reordered})
+    with pytest.raises(ValueError, match="fitted strategy"):
+        HybridStrategy(**FAST_PARAMS, learn_weights=False).fit(planted, components={"item_knn": create_strategy("item_knn")})

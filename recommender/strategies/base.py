@@ -226,8 +226,12 @@ class Strategy:
         self.fitted = False
 
     # --- hooks for subclasses ------------------------------------------------------------------
-    def _fit(self, dataset: Dataset) -> None:
-        """Learn from ``dataset``; ``self.item_ids`` is already set to its item universe."""
+    def _fit(self, dataset: Dataset, **options) -> None:
+        """Learn from ``dataset``; ``self.item_ids`` is already set to its item universe.
+
+        ``options`` are what ``fit`` was given besides the dataset (a strategy that takes none
+        declares none, so an unexpected option is a ``TypeError``).
+        """
         raise NotImplementedError
 
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
@@ -258,12 +262,16 @@ class Strategy:
         """Read what ``_save_state`` wrote."""
 
     # --- public API ----------------------------------------------------------------------------
-    def fit(self, dataset: Dataset) -> "Strategy":
-        """Train on ``dataset`` and return self."""
+    def fit(self, dataset: Dataset, **options) -> "Strategy":
+        """Train on ``dataset`` and return self.
+
+        ``options`` go to ``_fit`` for strategies that take some (the hybrid's already fitted
+        ``components``).
+        """
         self.item_ids = np.asarray(dataset.item_ids, dtype=object)
         self._item_index = pd.Index(self.item_ids)
         self.clear_score_cache()
-        self._fit(dataset)
+        self._fit(dataset, **options)
         self.fitted = True
         return self
 

@@ -23,6 +23,7 @@ applies them to whatever strategy produced a list (``recommender.serving.rules``
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -208,28 +209,60 @@ class HybridStrategy(Strategy):
             except Exception as error:  # one broken component must not take the served strategy down
                 self.skipped_components_[key] = f"fit failed: {error!r}"
                 logger.exception("Hybrid: skipping component %r, fitting it failed", key)
-        if not components:
-            raise RuntimeError(f"Hybrid: no component could be fitted: {self.skipped_components_}")
         return components
 
+    def _served_components(self, keys: Sequence[str], dataset: Dataset, given: Mapping[str, Strategy],
+                           fitted_for_validation: Mapping[str, Strategy] | None = None) -> dict[str, Strategy]:
+        """The components the hybrid serves with, in ``keys`` order.
+
+        A ``given`` (already fitted) one is taken as it is; the others are fitted on ``dataset``,
+        or, without ``refit``, are the ones fitted for validation.
+        """
+        reuse_validation_fits = fitted_for_validation is not None and not self.params["refit"]
+        to_fit = [key for key in keys if key not in given and not reuse_validation_fits]
+        fitted = self._fit_components(to_fit, dataset) if to_fit else {}
+        served = {}
+        for key in keys:
+            if key in given:
+                served[key] = aligned_component(key, given[key], dataset)
+            elif key in fitted:
+                served[key] = fitted[key]
+            elif reuse_validation_fits and key in fitted_for_validation:
+                served[key] = fitted_for_validation[key]
+        if not served:
+            raise RuntimeError(f"Hybrid: no component could be fitted: {self.skipped_components_}")
+        self.reused_components_ = [key for key in served if key in given]
+        return served
+
     # --- fitting -------------------------------------------------------------------------------
-    def _fit(self, dataset: Dataset) -> None:
+    def _fit(self, dataset: Dataset, components: Mapping[str, Strategy] | None = None) -> None:
+        """Learn the blend on validation users and fit (or take) the components served.
+
+        ``components``: already fitted strategies by key (those of the same training run, or the
+        active versions), served instead of refitting them on ``dataset``; keys the hybrid does not
+        blend are ignored, and components it blends but is not given are fitted. They are never
+        used to learn the weights: fitted on every training user, validation users included, they
+        would rank those users' own events. The weights are always learned on components the
+        hybrid fits itself without the validation users.
+        """
+        given = dict(components or {})
         self.skipped_components_: dict[str, str] = {}
+        self.reused_components_: list[str] = []
         self.trained_ = np.bincount(dataset.item_codes, minlength=dataset.n_items) > 0
         keys = list(dict.fromkeys(self.params["components"]))
         validation = self._validation_split(dataset) if self.params["learn_weights"] else None
         self.validation_ndcg_: dict[str, float] = {}
         if validation is None:
-            self.components_ = self._fit_components(keys, dataset)
+            self.components_ = self._served_components(keys, dataset, given)
             self._set_equal_weights()
             return
         fit_data, cases, trained_in_fit, new_item_cases = validation
         components = self._fit_components(keys, fit_data)
+        if not components:
+            raise RuntimeError(f"Hybrid: no component could be fitted: {self.skipped_components_}")
         self.component_keys_ = list(components)
         self._learn_weights(components, cases, trained_in_fit, new_item_cases)
-        if self.params["refit"]:
-            components = self._fit_components(self.component_keys_, dataset)
-        self.components_ = components
+        self.components_ = self._served_components(self.component_keys_, dataset, given, components)
         self._drop_missing_components()
 
     def _set_equal_weights(self) -> None:
@@ -521,7 +554,8 @@ class HybridStrategy(Strategy):
         for key, component in self.components_.items():
             component.save(directory / "components" / key)
         state = {**self.weights_table(), "components": self.component_keys_,
-                 "skipped_components": self.skipped_components_, "validation_ndcg": self.validation_ndcg_}
+                 "skipped_components": self.skipped_components_, "reused_components": self.reused_components_,
+                 "validation_ndcg": self.validation_ndcg_}
         (directory / "hybrid.json").write_text(json.dumps(state, indent=2))
         np.savez(directory / "hybrid.npz", trained=self.trained_)
 
@@ -535,9 +569,35 @@ class HybridStrategy(Strategy):
                                           dtype=np.float32)
         self.new_item_offset_ = float(state["new_items"]["offset"])
         self.skipped_components_ = state["skipped_components"]
+        self.reused_components_ = state.get("reused_components", [])
         self.validation_ndcg_ = state["validation_ndcg"]
         with np.load(directory / "hybrid.npz", allow_pickle=False) as arrays:
             self.trained_ = arrays["trained"]
+
+
+def aligned_component(key: str, component: Strategy, dataset: Dataset) -> Strategy:
+    """``component`` checked for serving in a hybrid fitted on ``dataset``: same products, same order.
+
+    A component that knows the dataset's first products in its order (fitted on an older
+    snapshot of the same catalogue, before products were added) is copied and given the rest
+    (``add_items``); one fitted on other products, or in another order, is refused.
+    """
+    if not isinstance(component, Strategy) or not component.fitted:
+        raise ValueError(f"Hybrid: component {key!r} must be a fitted strategy, got {component!r}")
+    if component.key and component.key != key:
+        raise ValueError(f"Hybrid: component {key!r} was given a {component.key!r} strategy")
+    known = np.asarray(component.item_ids, dtype=object)
+    items = np.asarray(dataset.item_ids, dtype=object)
+    if len(known) == len(items) and np.array_equal(known, items):
+        return component
+    if len(known) < len(items) and np.array_equal(known, items[:len(known)]):
+        extended = copy.deepcopy(component)
+        extended.add_items(dataset.items.iloc[len(known):])
+        return extended
+    raise ValueError(
+        f"Hybrid: component {key!r} was fitted on other products than the dataset ({len(known)} vs "
+        f"{len(items)}, or in another order); pass components fitted on the same snapshot, or none to fit them here"
+    )
 
 
 def ndcg_at_k(blend: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray, k: int = NDCG_K) -> np.ndarray:
