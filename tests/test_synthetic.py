@@ -109,17 +109,39 @@ def test_next_items_stay_in_related_categories(tiny):
         assert {category[target] for target in targets} <= allowed
 
 
-def test_segments_buy_mostly_in_their_categories(tiny):
-    """Each segment's planted categories take a far larger share of its purchases than of others'."""
-    purchases = _purchases_with_segments(tiny)
-    for segment, categories in tiny.meta["segment_categories"].items():
+@pytest.mark.parametrize("size", ["tiny", "default_size"])
+def test_segments_buy_mostly_in_their_categories(size, request):
+    """Each segment's planted categories take most of its purchases, and (in the demo's size, where a
+    segment has hundreds of purchases, not the tiny shop's 30–40) a far larger share than of others'."""
+    dataset = request.getfixturevalue(size)
+    purchases = _purchases_with_segments(dataset)
+    for segment, categories in dataset.meta["segment_categories"].items():
         own = purchases[purchases["segment"] == segment]
         if len(own) < 30:
             continue
         others = purchases[purchases["segment"] != segment]
         own_share = own["category"].isin(categories).mean()
         assert own_share > 0.45, segment
-        assert own_share > 2 * others["category"].isin(categories).mean(), segment
+        if size == "default_size":
+            assert own_share > 2 * others["category"].isin(categories).mean(), segment
+
+
+def test_sessions_keep_to_a_mission(default_size):
+    """A session's products mostly share one category (its mission) or a complementary one: the next
+    product is in the same category far more often than an independent draw would be."""
+    views = default_size.interactions[default_size.interactions["event"].isin(["view", "click"])]
+    category = default_size.items["category"]
+    current = category.loc[views["item_id"]].to_numpy()
+    previous = views.groupby("user_id")["item_id"].shift()
+    gap = views.groupby("user_id")["timestamp"].diff().to_numpy()
+    same_session = previous.notna().to_numpy() & (gap < 1800)
+    before = category.reindex(previous[same_session]).to_numpy()
+    same_category = np.mean(before == current[same_session])
+    chance = float((category.value_counts(normalize=True) ** 2).sum())
+    assert same_category > 0.5 > 5 * chance
+    complements = default_size.meta["complementary_categories"]
+    related = [now == then or now in complements[then] for now, then in zip(current[same_session], before)]
+    assert np.mean(related) > 0.75
 
 
 def test_countries_lean_to_their_categories(tiny):

@@ -12,6 +12,14 @@ The structure a good strategy should find is planted on purpose and written down
 - ``country_categories``: each country adds its own favourite categories.
 - ``next_items``: each product leads to a few others (same category or a complementary one);
   sessions follow these links, so "what comes next" is learnable from sequences.
+- sessions have a *mission*: each session is about one category, drawn from the shopper's
+  tastes (segment, country, favourite or anything). Most of its products come from that
+  category, some from its complementary categories (``complementary_categories``), a few from
+  the shopper's other tastes, and the shopper buys readily on a mission. So what a visitor
+  does in a session says more about their next few events than their profile does, while
+  their profile says more about the whole of their history: the two horizons of evaluation
+  (docs/architecture.md, "Placements carry intent") prefer different strategies, as in a real
+  shop.
 - ``new_items``: the newest products have no events at all (cold-start items).
 - popularity is skewed (Zipf-like within each category), and dwell time is longer and
   ratings higher on products in a shopper's preferred categories.
@@ -224,9 +232,12 @@ COUNTRY_CATEGORY_COUNT = 2
 NEXT_ITEM_COUNT = 3
 SESSION_MAX_LENGTH = 16
 # Where a session's fresh (not-followed) product comes from.
-SOURCE_SHARES = {"segment": 0.55, "country": 0.15, "favourite": 0.10, "global": 0.20}
-FOLLOW_NEXT_PROBABILITY = 0.6
-CART_PROBABILITY = {"preferred": 0.22, "other": 0.06}
+SOURCE_SHARES = {"segment": 0.6, "country": 0.15, "favourite": 0.10, "global": 0.15}
+FOLLOW_NEXT_PROBABILITY = 0.5
+# Where a session's fresh product comes from once its mission (a category) is drawn.
+MISSION_SHARES = {"mission": 0.7, "complement": 0.15, "taste": 0.15}
+# A product of the shopper's standing tastes, of the session's mission only, or neither.
+CART_PROBABILITY = {"preferred": 0.22, "mission": 0.12, "other": 0.06}
 PURCHASE_GIVEN_CART = 0.5
 RATING_GIVEN_PURCHASE = 0.35
 CLICK_SHARE = 0.15
@@ -293,7 +304,7 @@ def make_shop_dataset(
     next_item_codes = _next_items(rng, item_category, popularity, complements)
     interactions = _make_events(
         rng, users, item_category, popularity, next_item_codes, segment_category_codes,
-        country_category_codes, n_events, end_time,
+        country_category_codes, _complement_table(complements), n_events, end_time,
     )
     interactions["user_id"] = users["user_id"].to_numpy()[interactions.pop("user_code")]
     interactions["item_id"] = items["item_id"].to_numpy()[interactions.pop("item_code")]
@@ -448,6 +459,15 @@ def _band_centre(band: str) -> float:
     raise ValueError(band)
 
 
+def _complement_table(complements: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Complementary categories as a (categories × most complements) table and a count per row."""
+    counts = np.array([len(codes) for codes in complements], dtype=np.int64)
+    table = np.zeros((len(complements), max(1, int(counts.max(initial=0)))), dtype=np.int64)
+    for code, codes in enumerate(complements):
+        table[code, :len(codes)] = codes
+    return table, counts
+
+
 def _complement_codes(categories) -> list[np.ndarray]:
     names = {entry[0]: code for code, entry in enumerate(categories)}
     return [np.array([names[other] for other in entry[8] if other in names], dtype=np.int64) for entry in categories]
@@ -532,7 +552,7 @@ class _CategorySampler:
 
 def _make_events(
     rng, users, item_category, popularity, next_item_codes, segment_category_codes,
-    country_category_codes, n_events, end_time,
+    country_category_codes, complements, n_events, end_time,
 ) -> pd.DataFrame:
     """Simulate shopping sessions until exactly ``n_events`` rows exist."""
     n_users = len(users)
@@ -562,7 +582,7 @@ def _make_events(
         batch = _simulate_sessions(
             rng, n_sessions, activity, user_segment, user_country, user_favourite, preferred,
             segment_category_codes, country_category_codes, category_share, sampler,
-            item_category, next_item_codes, end_time,
+            item_category, next_item_codes, complements, end_time,
         )
         batches.append(batch)
         produced += len(batch)
@@ -582,28 +602,35 @@ def _user_segment_codes(users: pd.DataFrame) -> np.ndarray:
 def _simulate_sessions(
     rng, n_sessions, activity, user_segment, user_country, user_favourite, preferred,
     segment_category_codes, country_category_codes, category_share, sampler, item_category,
-    next_item_codes, end_time,
+    next_item_codes, complements, end_time,
 ) -> pd.DataFrame:
     """One batch of sessions as event rows (user_code, item_code, event, value, timestamp, dwell)."""
     session_user = rng.choice(len(activity), size=n_sessions, p=activity)
     lengths = np.minimum(rng.geometric(0.2, n_sessions), SESSION_MAX_LENGTH)
 
-    # The product at each position: fresh draws from the user's tastes, or a followed "next" link.
+    def taste_categories():
+        return _taste_categories(rng, session_user, user_segment, user_country, user_favourite,
+                                 segment_category_codes, country_category_codes, category_share)
+
+    # Each session's mission: one category of the shopper's tastes.
+    mission = taste_categories()
+    # The product at each position: a fresh draw around the mission, or a followed "next" link.
     grid = np.empty((n_sessions, SESSION_MAX_LENGTH), dtype=np.int64)
     for position in range(SESSION_MAX_LENGTH):
-        fresh = _fresh_items(
-            rng, session_user, user_segment, user_country, user_favourite, segment_category_codes,
-            country_category_codes, category_share, sampler,
-        )
+        fresh = sampler.sample(rng, _around_mission(rng, mission, complements, taste_categories()))
         if position == 0:
-            grid[:, 0] = fresh
+            grid[:, 0] = sampler.sample(rng, mission)
             continue
         follow = rng.random(n_sessions) < FOLLOW_NEXT_PROBABILITY
         linked = next_item_codes[grid[:, position - 1], rng.integers(0, NEXT_ITEM_COUNT, n_sessions)]
         grid[:, position] = np.where(follow, linked, fresh)
 
-    # Interest drives dwell time, carts, purchases and ratings.
-    likes = preferred[session_user[:, None], item_category[grid]]
+    # Interest drives dwell time, carts, purchases and ratings: the shopper's standing tastes,
+    # and the session's mission (what they came for).
+    grid_category = item_category[grid]
+    standing = preferred[session_user[:, None], grid_category]
+    on_mission = grid_category == mission[:, None]
+    likes = standing | on_mission
     dwell = np.round(rng.lognormal(np.where(likes, 3.6, 2.8), 0.6), 1)
     gaps = rng.exponential(20.0, grid.shape)
     session_start = end_time - HISTORY_DAYS * 86_400 + rng.random(n_sessions) * (HISTORY_DAYS * 86_400 - 3_600)
@@ -613,10 +640,12 @@ def _simulate_sessions(
     valid = np.arange(SESSION_MAX_LENGTH)[None, :] < lengths[:, None]
     step_user = np.broadcast_to(session_user[:, None], grid.shape)[valid]
     step_item, step_likes = grid[valid], likes[valid]
+    cart_probability = np.select([standing[valid], on_mission[valid]],
+                                 [CART_PROBABILITY["preferred"], CART_PROBABILITY["mission"]], CART_PROBABILITY["other"])
     step_dwell, step_time = dwell[valid], step_time[valid]
     n_steps = len(step_item)
 
-    carted = rng.random(n_steps) < np.where(step_likes, CART_PROBABILITY["preferred"], CART_PROBABILITY["other"])
+    carted = rng.random(n_steps) < cart_probability
     purchased = carted & (rng.random(n_steps) < PURCHASE_GIVEN_CART)
     rated = purchased & (rng.random(n_steps) < RATING_GIVEN_PURCHASE)
     stars = np.clip(np.round(rng.normal(np.where(step_likes, 4.4, 3.1), 0.8)), 1, 5)
@@ -647,11 +676,27 @@ def _simulate_sessions(
     )
 
 
-def _fresh_items(
+def _around_mission(rng, mission: np.ndarray, complements: tuple[np.ndarray, np.ndarray],
+                    tastes: np.ndarray) -> np.ndarray:
+    """Category of each session's next fresh product: its mission, a complement of it, or another taste.
+
+    ``complements`` is ``_complement_table``'s (categories × most complements) table and counts.
+    """
+    shares = np.array(list(MISSION_SHARES.values()))
+    source = rng.choice(len(shares), size=len(mission), p=shares / shares.sum())
+    category = np.where(source == 0, mission, tastes)
+    complement_table, complement_count = complements
+    to_complement = (source == 1) & (complement_count[mission] > 0)
+    pick = np.floor(rng.random(len(mission)) * np.maximum(complement_count[mission], 1)).astype(np.int64)
+    category[to_complement] = complement_table[mission[to_complement], pick[to_complement]]
+    return category
+
+
+def _taste_categories(
     rng, session_user, user_segment, user_country, user_favourite, segment_category_codes,
-    country_category_codes, category_share, sampler,
+    country_category_codes, category_share,
 ) -> np.ndarray:
-    """Draw one product per session from the user's mixture of tastes."""
+    """Draw one category per session from the user's mixture of tastes."""
     n = len(session_user)
     shares = np.array(list(SOURCE_SHARES.values()))
     source = rng.choice(len(shares), size=n, p=shares / shares.sum())
@@ -667,4 +712,4 @@ def _fresh_items(
     ]
     pick_favourite = source == 2
     category[pick_favourite] = user_favourite[session_user[pick_favourite]]
-    return sampler.sample(rng, category)
+    return category
