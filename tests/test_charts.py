@@ -99,3 +99,29 @@ def test_line_charts_draw_for_any_data(series):
 def test_grouped_bars_draw_for_any_data(groups, series):
     """Grouped bars with mismatched lengths, no groups or no series draw too."""
     assert is_png(charts.grouped_bars(groups, series, "t", "y"))
+
+
+def test_the_offline_history_is_by_version_with_one_colour_per_strategy():
+    """The offline chart drew 18 series in 10 colours against training seconds; now: one colour per
+    strategy (one line style per reveal), x = versions back from each strategy's newest."""
+    from matplotlib.figure import Figure
+
+    seen = {}
+    original = Figure.savefig
+
+    def spy(figure, *args, **kwargs):
+        axes = figure.axes[0]
+        drawn = [line for line in axes.get_lines() if line.get_xydata().size]
+        seen["colours"] = {line.get_label(): line.get_color() for line in drawn if not line.get_label().startswith("_")}
+        seen["ticks"] = [tick.get_text() for tick in axes.get_xticklabels()]
+        seen["xlabel"] = axes.get_xlabel()
+        return original(figure, *args, **kwargs)
+
+    history = {f"strategy-{number}": {"0 events": [0.1, 0.2, 0.3], "3 events": [0.2, 0.3, 0.4]} for number in range(9)}
+    Figure.savefig = spy
+    try:
+        charts.metric_history(history, "t", "NDCG@10")
+    finally:
+        Figure.savefig = original
+    assert len(seen["colours"]) == charts.MAX_SERIES and len(set(seen["colours"].values())) == charts.MAX_SERIES
+    assert seen["ticks"] == ["-2", "-1", "newest"] and "versions back" in seen["xlabel"]
