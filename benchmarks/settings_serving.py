@@ -17,3 +17,6 @@ LOGGING = {"version": 1, "disable_existing_loggers": False,
            "loggers": {"recommender": {"level": "ERROR"}, "django": {"level": "ERROR"}}}
 # The benchmark measures serving from one address, not the rate limits.
 RECOMMENDER = {**RECOMMENDER, "EVENTS_THROTTLE_RATE": None, "RECOMMENDATIONS_THROTTLE_RATE": None}  # noqa: F405
+# Room for every warm user's precomputed list (the local-memory cache keeps 300 entries by default;
+# a shop shares one Redis between its processes).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 1_000_000}}}

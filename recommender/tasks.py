@@ -1,6 +1,6 @@
 """Celery tasks of the app: thin wrappers that take ids and keys and call the service modules.
 
-Every task is safe to run twice (STYLE rule 7) and retries only transient errors, with backoff.
+Every task is safe to run twice (docs/architecture.md, "Layers") and retries only transient errors, with backoff.
 """
 
 import logging

@@ -40,3 +40,21 @@ def test_every_test_named_in_reliability_md_exists():
     missing = [f"{path}::{name}" for path, name in sorted(named)
                if f"def {name}(" not in (ROOT / path).read_text()]
     assert not missing, f"reliability.md names tests that do not exist: {missing}"
+
+
+def test_code_cites_the_repository_not_outside_documents():
+    """Docstrings and comments point to docs/architecture.md, never to DESIGN/STYLE sections kept outside the repository."""
+    outside = re.compile(r"DESIGN §|STYLE rules? \d|DESIGN\.md|STYLE\.md")
+    files = [path for folder in ("recommender", "benchmarks", "shop_demo", "tests") for path in (ROOT / folder).rglob("*.py")]
+    files += sorted((ROOT / "docs").glob("*.md"))
+    citing = [str(path.relative_to(ROOT)) for path in files if outside.search(path.read_text(errors="ignore"))
+              and path != Path(__file__).resolve()]
+    assert not citing, f"cite docs/architecture.md instead in: {citing}"
+
+
+def test_architecture_names_every_serving_step():
+    """docs/architecture.md describes each module of the request path (it must stay true)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    steps = sorted(path.stem for path in (ROOT / "recommender" / "serving").glob("*.py") if path.stem != "__init__")
+    missing = [step for step in steps if f"serving/{step}.py" not in text]
+    assert not missing, f"docs/architecture.md does not mention: {missing}"

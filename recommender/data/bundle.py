@@ -1,4 +1,4 @@
-"""Read and write canonical bundles (DESIGN §6), validating every row at the edge.
+"""Read and write canonical bundles (docs/integration.md, "Data in"), validating every row at the edge.
 
 A bundle is a directory of UTF-8 CSV files (see ``recommender.data.dataset``): ``users.csv``,
 ``items.csv``, ``interactions.csv`` and, optionally, ``new_items.csv`` (one column ``item_id``:

@@ -1,6 +1,6 @@
 """The in-memory dataset every strategy trains on, and the canonical bundle it is read from.
 
-A canonical bundle (DESIGN §6) is a directory with three CSV files:
+A canonical bundle (docs/integration.md, "Data in") is a directory with three CSV files:
 
 - ``users.csv``: ``user_id`` plus any attribute columns (``age``, ``gender``, ``country``,
   ``region``, ``city``, ...);
@@ -131,7 +131,7 @@ class Dataset:
                                     EVENT_TYPES)
 
     def is_positive(self, threshold: float | None = None) -> np.ndarray:
-        """Whether each interaction counts as relevant (DESIGN §5).
+        """Whether each interaction counts as relevant (docs/architecture.md, "Offline evaluation").
 
         Ratings count when ``value >= threshold`` (every rating when ``threshold`` is None);
         carts and purchases always count; views, clicks and impressions never do.

@@ -1,4 +1,4 @@
-"""Evaluation protocols (DESIGN §5): new-user folds, new-item hold-out, warm last-event split.
+"""Evaluation protocols (docs/architecture.md, "Offline evaluation"): new-user folds, new-item hold-out, warm last-event split.
 
 Every split works on interaction row masks of one ``Dataset`` whose interactions are already
 in event order (time, then file order), so "the first n events of a user" is the first n rows

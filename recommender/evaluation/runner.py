@@ -1,4 +1,4 @@
-"""Run the evaluation protocols over strategies and collect metrics (DESIGN §5).
+"""Run the evaluation protocols over strategies and collect metrics (docs/architecture.md, "Offline evaluation").
 
 ``evaluate`` fits each strategy on the training part of every fold only (strategies that tune
 do so on a validation split inside that training data), builds contexts for the held-out

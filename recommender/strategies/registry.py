@@ -1,4 +1,4 @@
-"""Strategy keys → classes (STYLE rule 5).
+"""Strategy keys → classes (docs/architecture.md, "How to add a strategy").
 
 Built-in strategies are listed here by dotted path (so heavy dependencies are imported only
 when a strategy is used); hosts add their own with ``RECOMMENDER["STRATEGIES"]``.

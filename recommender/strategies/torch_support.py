@@ -1,6 +1,6 @@
 """Shared plumbing of the torch strategies (``generative``, ``behavior``).
 
-Torch is an optional dependency (STYLE rule 6): this module imports it lazily, and a strategy
+Torch is an optional dependency (heavy dependencies behind clear messages: docs/architecture.md, "Layers"): this module imports it lazily, and a strategy
 that needs it calls ``require_torch()`` in its constructor, so a missing torch is a clear
 error naming the package to install while the rest of the app keeps working.
 

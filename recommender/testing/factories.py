@@ -1,4 +1,4 @@
-"""Factories for tests: small data with a planted, known answer (STYLE rule 8).
+"""Factories for tests: small data with a planted, known answer (the contract suite: docs/architecture.md, "How to add a strategy").
 
 ``planted_dataset`` builds a synthetic shop in which the right recommendations are known in
 advance, so a strategy's test can assert *what* it recommends, not only that it runs:

@@ -1,4 +1,4 @@
-"""Converters from published data sets to the canonical bundle (DESIGN §6).
+"""Converters from published data sets to the canonical bundle (docs/integration.md, "Data in").
 
 Each converter is a function ``convert_<name>(src: Path) -> Dataset`` reading the files as
 they are published; ``convert(name, src)`` picks one by key.
