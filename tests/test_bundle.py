@@ -1,5 +1,6 @@
 """Reading and writing canonical bundles, and the errors a bad bundle gets."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,29 @@ def test_write_then_read_round_trips(tmp_path):
     pd.testing.assert_frame_equal(copy.users, original.users)
     assert copy.meta["new_item_ids"] == ["i3"]
     assert "1700000000," in (tmp_path / "copy" / "interactions.csv").read_text()  # no "1700000000.0"
+
+
+def test_event_order_manifest_round_trips(tmp_path):
+    """write_bundle records meta['order'] in bundle.json; read_bundle gives it back; no manifest means time."""
+    original = read_bundle(make_bundle(tmp_path / "b"))
+    assert original.meta["order"] == "time" and "no bundle.json" in original.meta["order_source"]
+    original.meta["order"] = "none"
+    write_bundle(original, tmp_path / "copy")
+    assert json.loads((tmp_path / "copy" / "bundle.json").read_text()) == {"format": 1, "order": "none"}
+    assert read_bundle(tmp_path / "copy").meta["order"] == "none"
+
+
+@pytest.mark.parametrize("manifest, message", [
+    ('{"order": "shuffled"}', r"bundle.json, field 'order': 'shuffled' is not an event order; use one of time, none"),
+    ("{order: time", r"bundle.json: is not valid JSON"),
+    ('["time"]', r"bundle.json: must hold a JSON object"),
+])
+def test_bad_manifest_is_a_clear_error(tmp_path, manifest, message):
+    """A bundle.json that is not JSON, not an object, or names an unknown order is refused, saying what to write."""
+    directory = make_bundle(tmp_path / "b")
+    (directory / "bundle.json").write_text(manifest)
+    with pytest.raises(BundleError, match=message):
+        read_bundle(directory)
 
 
 def test_write_replaces_atomically_and_leaves_nothing_on_failure(tmp_path):

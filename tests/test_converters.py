@@ -79,6 +79,7 @@ def test_convert_command_writes_bundle_and_reports_counts(tmp_path, capsys):
     call_command("recommender_convert", "movielens", str(FIXTURES / "ml-1m"), "--out", str(tmp_path / "out"))
     assert "5 users" in capsys.readouterr().out
     assert read_bundle(tmp_path / "out").counts()["interactions"] == 8
+    assert read_bundle(tmp_path / "out").meta["order"] == "time"  # MovieLens ratings carry real timestamps
     with pytest.raises(CommandError, match="holds neither MovieLens"):
         call_command("recommender_convert", "movielens", str(tmp_path), "--out", str(tmp_path / "other"))
     assert not (tmp_path / "other").exists()
@@ -111,9 +112,10 @@ def test_bookcrossing_counts_match_readme(bookcrossing):
     assert len(bookcrossing.meta["new_item_ids"]) == 8_924
     assert (bookcrossing.interactions["event"] == "rating").all()
     assert bookcrossing.interactions["timestamp"].isna().all()
-    # File order is event order: the new books' ratings come last.
+    # File order is kept (the new books' ratings come last), but it is not time.
     tail_items = bookcrossing.interactions["item_id"].iloc[-26_772:]
     assert tail_items.isin(bookcrossing.meta["new_item_ids"]).all()
+    assert bookcrossing.meta["order"] == "none"
 
 
 @pytest.mark.shared_data
@@ -137,6 +139,7 @@ def test_recbole_amazon_counts_and_text(shared_data):
     assert dataset.n_items == 4_385
     assert len(dataset.users) == 8_442 and dataset.n_users == 8_442
     assert (dataset.interactions["event"] == "purchase").all()
+    assert dataset.meta["order"] == "time"
     sequence_lengths = dataset.interactions.groupby("user_id", sort=False).size()
     assert sequence_lengths.min() >= 3 and 6 < sequence_lengths.mean() < 8
     glue = dataset.items.loc["B0000223UV"]

@@ -5,14 +5,18 @@ import math
 
 import numpy as np
 import pytest
+import pandas as pd
 import scipy.sparse as sp
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
 from recommender.evaluation.metrics import catalogue_coverage, ranking_metrics
-from recommender.evaluation.protocols import cold_start_validation, new_item_split, new_user_splits, warm_split
+from recommender.data.dataset import Dataset
+from recommender.evaluation.protocols import (cold_start_validation, cold_user_masks, in_reveal_order, new_item_split,
+                                              new_user_splits, relevant_mask, reveal_rank, warm_split)
 from recommender.evaluation.runner import evaluate, regime_of
+from recommender.strategies.popularity import PopularityStrategy
 from recommender.testing.factories import planted_dataset
 
 
@@ -116,6 +120,97 @@ def test_warm_split_holds_out_the_last_event(planted):
     assert len(train.interactions) == len(planted.interactions) - len(test)
 
 
+# --- reveal order and horizons -------------------------------------------------------------------------
+def _sorted_by_item_id(dataset: Dataset, seed: int = 0) -> Dataset:
+    """Book-Crossing's layout: no timestamps, each user's rows sorted by an id unrelated to taste."""
+    rng = np.random.default_rng(seed)
+    renamed = dict(zip(dataset.item_ids, [f"i{number:04d}" for number in rng.permutation(dataset.n_items)]))
+    items = dataset.items.rename(index=renamed).sort_index()
+    interactions = dataset.interactions.assign(item_id=dataset.interactions["item_id"].map(renamed), timestamp=np.nan)
+    first_row = interactions.groupby("user_id", sort=False).cumcount() == 0
+    user_rank = first_row.cumsum().groupby(interactions["user_id"]).transform("max")
+    interactions = interactions.assign(_user=user_rank).sort_values(["_user", "item_id"], kind="stable").drop(columns="_user")
+    return Dataset(users=dataset.users, items=items, interactions=interactions, name="sorted", meta={"order": "none"})
+
+
+def test_reveal_order_shuffles_each_user_within_their_own_rows(planted):
+    """Order 'none': each user's events are permuted (seeded) in the rows they occupy; 'time' is left alone."""
+    unordered = _sorted_by_item_id(planted)
+    shuffled = in_reveal_order(unordered, seed=3)
+    before, after = unordered.interactions, shuffled.interactions
+    assert after["user_id"].tolist() == before["user_id"].tolist()  # every row slot keeps its user
+    assert sorted(map(tuple, after[["user_id", "item_id", "event"]].to_numpy())) == sorted(
+        map(tuple, before[["user_id", "item_id", "event"]].to_numpy()))
+    assert (after["item_id"].to_numpy() != before["item_id"].to_numpy()).mean() > 0.5
+    assert after.equals(in_reveal_order(unordered, seed=3).interactions)
+    assert not after.equals(in_reveal_order(unordered, seed=4).interactions)
+    assert in_reveal_order(shuffled, seed=9) is shuffled  # once shuffled, nested callers agree
+    assert in_reveal_order(planted, seed=3) is planted  # time order is the order
+
+
+def test_reveal_rank_skips_impressions_and_the_short_horizon_takes_the_next_events():
+    """Impressions are never revealed nor ranked; horizon N keeps the positives among the next N events."""
+    events = ["view", "impression", "view", "purchase", "view", "purchase", "purchase"]
+    interactions = pd.DataFrame({"user_id": "u", "item_id": [f"i{n}" for n in range(7)], "event": events,
+                                 "timestamp": np.arange(7.0)})
+    dataset = Dataset(users=pd.DataFrame({"user_id": ["u"]}), items=pd.DataFrame({"item_id": interactions["item_id"],
+                                                                                   "title": "x"}),
+                      interactions=interactions)
+    rank = reveal_rank(dataset)
+    assert rank.tolist() == [0, -1, 1, 2, 3, 4, 5]
+    everyone, positive = np.ones(7, dtype=bool), relevant_mask(dataset)
+    revealed, long_test = cold_user_masks(rank, everyone, positive, reveal=2)
+    assert np.flatnonzero(revealed).tolist() == [0, 2]  # the impression between them is not revealed
+    assert np.flatnonzero(long_test).tolist() == [3, 5, 6]
+    _, short_test = cold_user_masks(rank, everyone, positive, reveal=2, horizon=2)
+    assert np.flatnonzero(short_test).tolist() == [3]  # next two events: the purchase and a view
+    with pytest.raises(ValueError, match="positive number"):
+        cold_user_masks(rank, everyone, positive, reveal=2, horizon=0)
+
+
+class AfterLastIdStrategy(PopularityStrategy):
+    """Popularity, restricted to items whose id sorts after the last revealed one: knows file order, not taste."""
+
+    key = "after_last_id"
+
+    def _score_batch(self, contexts):
+        scores = super()._score_batch(contexts)
+        for row, context in enumerate(contexts):
+            if context.events:
+                last = max(event.item_id for event in context.events)
+                scores[row, self.item_ids <= last] -= 1e6
+        return scores
+
+
+@override_settings(RECOMMENDER={"STRATEGIES": {"after_last_id": "tests.test_evaluation.AfterLastIdStrategy"}})
+def test_random_reveal_removes_the_file_order_leak(planted):
+    """Revealing the lowest ids first lets a taste-blind strategy beat popularity; the seeded random reveal does not."""
+    unordered = _sorted_by_item_id(planted)
+    as_if_time = Dataset(users=unordered.users, items=unordered.items, interactions=unordered.interactions,
+                         meta={"order": "time"})
+
+    def lift(dataset):
+        rows = evaluate(dataset, ["popularity", "after_last_id"], reveal=(3,), folds=2, positive_threshold=4,
+                        progress=False)
+        ndcg = {row["strategy"]: row["ndcg"] for row in rows if row["regime"] == "all"}
+        return ndcg["after_last_id"] / ndcg["popularity"]
+
+    assert lift(as_if_time) > 1.25
+    assert lift(unordered) < 1.05
+
+
+def test_short_horizon_rows_sit_beside_the_long_ones(planted):
+    """horizons=(None, 2) scores each fit twice; the short horizon has fewer relevant items per user."""
+    rows = evaluate(planted, ["popularity"], reveal=(1,), folds=2, positive_threshold=4, progress=False,
+                    horizons=(None, 2))
+    headline = {row["horizon"]: row for row in rows if row["regime"] == "all"}
+    assert set(headline) == {None, 2}
+    assert headline[2]["users"] <= headline[None]["users"]
+    assert headline[2]["recall"] > headline[None]["recall"]  # two events' positives are easier to recall than all
+    with pytest.raises(ValueError, match="new-user protocol only"):
+        evaluate(planted, ["popularity"], protocol="warm", horizons=(None, 2), progress=False)
+
+
 # --- runner ------------------------------------------------------------------------------------------
 def test_runner_finds_the_planted_structure(planted):
     """On planted data segment popularity beats global popularity at reveal 0, and item-kNN gains from events."""
@@ -171,12 +266,39 @@ def test_command_writes_the_json_contract(bundle, tmp_path, capsys):
     assert report["protocol"] == "new-user" and report["k"] == 10 and report["dataset"]
     assert len(report["results"]) == 4
     for row in report["results"]:
-        assert set(row) == {"strategy", "reveal", "ndcg", "recall", "precision", "hr", "mrr", "coverage", "users",
-                            "fit_seconds"}
+        assert set(row) == {"strategy", "reveal", "horizon", "ndcg", "recall", "precision", "hr", "mrr", "coverage",
+                            "users", "fit_seconds"}
+        assert row["horizon"] is None
+    assert report["order"] == "time" and report["horizon"] is None
     assert {(r["strategy"], r["reveal"]) for r in report["results"]} == {
         ("popularity", 0), ("popularity", 1), ("segment_popularity", 0), ("segment_popularity", 1)}
     printed = capsys.readouterr().out
     assert "segment_popularity" in printed and "ndcg@10" in printed
+
+
+def test_command_horizon_reports_both_horizons(bundle, tmp_path, capsys):
+    """--horizon N adds the short horizon beside the long one, in the table and the JSON."""
+    out = tmp_path / "short.json"
+    call_command("recommender_evaluate", str(bundle), "--reveal", "1", "--folds", "2", "--positive-threshold", "4",
+                 "--strategies", "popularity", "--horizon", "3", "--json", str(out), "--no-progress")
+    report = json.loads(out.read_text())
+    assert report["horizon"] == 3
+    assert sorted((row["horizon"] is None, row["reveal"]) for row in report["results"]) == [(False, 1), (True, 1)]
+    printed = capsys.readouterr().out
+    assert "next 3" in printed and "long" in printed
+    with pytest.raises(CommandError, match="new-user protocol only"):
+        call_command("recommender_evaluate", str(bundle), "--protocol", "warm", "--horizon", "3", "--no-progress")
+    with pytest.raises(CommandError, match="positive number"):
+        call_command("recommender_evaluate", str(bundle), "--horizon", "0", "--no-progress")
+
+
+def test_command_order_override_is_reported(bundle, tmp_path, capsys):
+    """--order none overrides the bundle's manifest, says so, and lands in the JSON."""
+    out = tmp_path / "order.json"
+    call_command("recommender_evaluate", str(bundle), "--reveal", "1", "--folds", "2", "--strategies", "popularity",
+                 "--order", "none", "--json", str(out), "--no-progress")
+    assert json.loads(out.read_text())["order"] == "none"
+    assert "Event order: none (--order); few-shot protocols reveal a seeded random order" in capsys.readouterr().out
 
 
 def test_command_new_item_protocol(bundle, tmp_path):

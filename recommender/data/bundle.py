@@ -2,7 +2,10 @@
 
 A bundle is a directory of UTF-8 CSV files (see ``recommender.data.dataset``): ``users.csv``,
 ``items.csv``, ``interactions.csv`` and, optionally, ``new_items.csv`` (one column ``item_id``:
-products held out as new, exposed as ``dataset.meta["new_item_ids"]``).
+products held out as new, exposed as ``dataset.meta["new_item_ids"]``), plus a small manifest
+``bundle.json``: ``{"format": 1, "order": "time"}`` says whether the interactions' row order is
+real time (``"time"``) or not (``"none"``), exposed as ``dataset.meta["order"]``. The
+converters write it; a bundle without one is taken to be in time order.
 
 Any problem raises ``BundleError`` naming the file, the line (1-based; the header is line 1)
 and the field, so that the person who made the file knows what to fix. Writing goes to a
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import shutil
@@ -24,12 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .dataset import EVENT_TYPES, Dataset
+from .dataset import EVENT_ORDERS, EVENT_TYPES, Dataset
 
 USERS_FILE = "users.csv"
 ITEMS_FILE = "items.csv"
 INTERACTIONS_FILE = "interactions.csv"
 NEW_ITEMS_FILE = "new_items.csv"
+MANIFEST_FILE = "bundle.json"
+MANIFEST_FORMAT = 1
 
 REQUIRED_COLUMNS = {
     USERS_FILE: ("user_id",),
@@ -98,8 +104,27 @@ def read_bundle(directory) -> Dataset:
         items=items.drop(columns="_line"),
         interactions=interactions.drop(columns="_line"),
         name=directory.resolve().name,
-        meta={"new_item_ids": [] if new_items is None else new_items["item_id"].tolist()},
+        meta={"new_item_ids": [] if new_items is None else new_items["item_id"].tolist(),
+              **read_manifest(directory)},
     )
+
+
+def read_manifest(directory) -> dict:
+    """The bundle's ``bundle.json`` as dataset meta (``{"order": ...}``); absent: time order."""
+    path = Path(directory) / MANIFEST_FILE
+    if not path.exists():
+        return {"order": "time", "order_source": "default (no bundle.json)"}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(path, f"is not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(path, 'must hold a JSON object such as {"format": 1, "order": "time"}')
+    order = manifest.get("order", "time")
+    if order not in EVENT_ORDERS:
+        raise BundleError(path, f"{order!r} is not an event order; use one of {', '.join(EVENT_ORDERS)} "
+                                "(time: rows are in time order; none: they are not)", field="order")
+    return {"order": order, "order_source": MANIFEST_FILE}
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -208,6 +233,8 @@ def write_bundle(dataset: Dataset, directory) -> Path:
         new_item_ids = dataset.meta.get("new_item_ids")
         if new_item_ids is not None and len(new_item_ids):
             _write_csv(pd.DataFrame({"item_id": list(new_item_ids)}), staging / NEW_ITEMS_FILE)
+        manifest = {"format": MANIFEST_FORMAT, "order": dataset.meta.get("order", "time")}
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         _replace_directory(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -10,7 +10,8 @@ A canonical bundle (docs/integration.md, "Data in") is a directory with three CS
   ``timestamp`` (seconds since the epoch, may be empty), ``dwell_seconds``.
 
 Row order of ``interactions.csv`` is the tie-breaker for time (and the only time order where
-timestamps are empty). All ids are strings.
+timestamps are empty), unless the bundle's ``bundle.json`` says ``"order": "none"``: then the
+order is not time at all (``meta["order"]``). All ids are strings.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ DEFAULT_EVENT_WEIGHTS = {
 USER_COLUMNS = ("user_id",)
 ITEM_COLUMNS = ("item_id", "title", "description", "category", "brand", "price", "in_stock")
 INTERACTION_COLUMNS = ("user_id", "item_id", "event", "value", "timestamp", "dwell_seconds")
+
+# Whether a dataset's row order is real time (``meta["order"]``): "time", or "none" where rows
+# are in some other order (Book-Crossing: sorted by ISBN within each user, no timestamps).
+EVENT_ORDERS = ("time", "none")
 
 # Profile attributes with a known meaning; any other users.csv column is a free attribute.
 KNOWN_PROFILE_COLUMNS = ("age", "gender", "country", "region", "city", "language")

@@ -21,20 +21,13 @@ from ..data.dataset import Dataset
 from ..strategies.base import Context, Strategy, top_k_batch
 from ..strategies.context import HISTORY_MAX_EVENTS, ContextBuilder
 from .metrics import METRIC_NAMES, catalogue_coverage, ranking_metrics
-from .protocols import event_rank_within_user, new_item_split, new_user_splits, relevance_matrix, relevant_mask, warm_split
+from .protocols import (REGIMES, ColdUsers, cold_user_masks, cold_users, in_reveal_order, new_item_split,
+                        new_user_splits, regime_of, relevant_mask, reveal_rank, warm_split)
 
 PROTOCOLS = ("new-user", "new-item", "warm")
-REGIMES = ((0, 0, "0"), (1, 2, "1-2"), (3, 9, "3-9"), (10, np.inf, "10+"))
 BATCH_SIZE = 512
 MAX_CONTEXT_EVENTS = HISTORY_MAX_EVENTS
-
-
-def regime_of(n_known_events: np.ndarray) -> np.ndarray:
-    """Regime label ('0', '1-2', '3-9', '10+') for each number of known events."""
-    labels = np.empty(len(n_known_events), dtype=object)
-    for low, high, label in REGIMES:
-        labels[(n_known_events >= low) & (n_known_events <= high)] = label
-    return labels
+__all__ = ["PROTOCOLS", "REGIMES", "evaluate", "regime_of", "score_top_k", "user_contexts"]
 
 
 @dataclass
@@ -53,11 +46,11 @@ class _Tally:
         self.regimes.append(regimes)
         self.shown_items.append(np.unique(top_items[top_items >= 0]))
 
-    def rows(self, strategy: str, reveal, n_items: int) -> list[dict]:
+    def rows(self, strategy: str, reveal, horizon: int | None, n_items: int) -> list[dict]:
         values = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self.metrics.items()}
         regimes = np.concatenate(self.regimes) if self.regimes else np.zeros(0, dtype=object)
         shown = np.unique(np.concatenate(self.shown_items)) if self.shown_items else np.zeros(0, dtype=int)
-        base = {"strategy": strategy, "reveal": reveal, "fit_seconds": float(np.mean(self.fit_seconds)) if self.fit_seconds else 0.0}
+        base = {"strategy": strategy, "reveal": reveal, "horizon": horizon, "fit_seconds": float(np.mean(self.fit_seconds)) if self.fit_seconds else 0.0}
         rows = [{**base, "regime": "all", **_means(values, np.ones(len(regimes), dtype=bool)),
                  "coverage": catalogue_coverage(shown, n_items), "users": int(len(regimes)),
                  "skipped_users": int(self.skipped)}]
@@ -120,6 +113,7 @@ def evaluate(
     holdout_items: float = 0.2,
     new_item_ids: Sequence[str] | None = None,
     batch_size: int = BATCH_SIZE,
+    horizons: Sequence[int | None] = (None,),
 ) -> list[dict]:
     """Evaluate ``strategies`` (registry keys) on ``dataset`` under ``protocol``.
 
@@ -133,22 +127,36 @@ def evaluate(
         Ratings at or above it are relevant (carts and purchases always are).
     strategy_params
         Extra params per strategy key.
+    horizons
+        New-user protocol: which later positives are relevant. None is the long horizon (every
+        later positive); N the positives among the next N events after the revealed ones. Each
+        fitted strategy is scored on every horizon.
+
+    Where the dataset's event order is not time (``meta["order"] == "none"``), each user's
+    events are first put in a seeded random order (``in_reveal_order``).
 
     Returns
     -------
     list of dict
-        One row per (strategy, reveal, regime) with ``ndcg``, ``recall``, ``precision``,
-        ``hr``, ``mrr``, ``coverage``, ``users``, ``skipped_users``, ``fit_seconds``; the row
-        with ``regime == "all"`` is the headline figure.
+        One row per (strategy, reveal, horizon, regime) with ``ndcg``, ``recall``,
+        ``precision``, ``hr``, ``mrr``, ``coverage``, ``users``, ``skipped_users``,
+        ``fit_seconds``, ``horizon``; the row with ``regime == "all"`` is the headline figure.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
+    horizons = list(dict.fromkeys(None if horizon is None else int(horizon) for horizon in horizons))
+    if any(horizon is not None and horizon < 1 for horizon in horizons) or not horizons:
+        raise ValueError(f"horizons must be None or positive numbers of events, got {horizons}")
+    if protocol != "new-user" and horizons != [None]:
+        raise ValueError("a short horizon applies to the new-user protocol only")
     strategies = list(strategies)
     strategy_params = strategy_params or {}
+    dataset = in_reveal_order(dataset, seed)
     positive = relevant_mask(dataset, positive_threshold)
-    tallies: dict[tuple[str, object], _Tally] = {}
+    counts_as_context = reveal_rank(dataset) >= 0
+    tallies: dict[tuple[str, object, int | None], _Tally] = {}
     progress_bar = _progress(progress, total=(folds if protocol == "new-user" else 1) * len(strategies), protocol=protocol)
 
     def fit(key: str, train: Dataset) -> tuple[Strategy, float]:
@@ -156,73 +164,50 @@ def evaluate(
         strategy = build_strategy(key, strategy_params.get(key), seed, positive_threshold).fit(train)
         return strategy, time.perf_counter() - started
 
+    def score(key: str, reveal_key, horizon, strategy: Strategy, seconds: float, users: ColdUsers, candidates=None):
+        tally = tallies.setdefault((key, reveal_key, horizon), _Tally())
+        tally.fit_seconds.append(seconds)
+        _score_prepared(dataset, strategy, users, k, tally, candidates, batch_size)
+
     if protocol == "new-user":
-        rank = event_rank_within_user(dataset)
+        rank = reveal_rank(dataset)
         for fold in new_user_splits(dataset, folds, seed):
             cold = dataset.interactions["user_id"].isin(set(fold.cold_user_ids)).to_numpy()
-            # Contexts and relevance depend on the fold and the reveal only: built once for all strategies.
-            prepared = {int(n): _prepare_users(dataset, fold.cold_user_ids, cold & (rank < n), cold & (rank >= n) & positive)
-                        for n in reveal}
+            # Contexts and relevance depend on the fold, the reveal and the horizon only: built once for all strategies.
+            prepared = {}
+            for n in reveal:
+                for horizon in horizons:
+                    revealed, test = cold_user_masks(rank, cold, positive, int(n), horizon)
+                    prepared[int(n), horizon] = cold_users(dataset, fold.cold_user_ids, revealed, test, MAX_CONTEXT_EVENTS)
             for key in strategies:
                 strategy, seconds = fit(key, fold.train)
-                for n in reveal:
-                    tally = tallies.setdefault((key, int(n)), _Tally())
-                    tally.fit_seconds.append(seconds)
-                    _score_prepared(dataset, strategy, prepared[int(n)], k, tally, None, batch_size)
+                for (n, horizon), users in prepared.items():
+                    score(key, n, horizon, strategy, seconds, users)
                 progress_bar.update(1)
     elif protocol == "new-item":
         split = new_item_split(dataset, holdout_items, new_item_ids, seed)
         candidates = dataset.item_index.isin(set(split.new_item_ids))
         users = pd.unique(dataset.interactions.loc[split.test_mask & positive, "user_id"].to_numpy())
-        prepared = _prepare_users(dataset, users, ~split.test_mask, split.test_mask & positive)
+        prepared = cold_users(dataset, users, ~split.test_mask & counts_as_context, split.test_mask & positive,
+                              MAX_CONTEXT_EVENTS)
         for key in strategies:
             strategy, seconds = fit(key, split.train)
-            tally = tallies.setdefault((key, None), _Tally())
-            tally.fit_seconds.append(seconds)
-            _score_prepared(dataset, strategy, prepared, k, tally, candidates, batch_size)
+            score(key, None, None, strategy, seconds, prepared, candidates)
             progress_bar.update(1)
     else:
         train, test_mask = warm_split(dataset)
         users = pd.unique(dataset.interactions.loc[test_mask & positive, "user_id"].to_numpy())
-        prepared = _prepare_users(dataset, users, ~test_mask, test_mask & positive)
+        prepared = cold_users(dataset, users, ~test_mask & counts_as_context, test_mask & positive, MAX_CONTEXT_EVENTS)
         for key in strategies:
             strategy, seconds = fit(key, train)
-            tally = tallies.setdefault((key, None), _Tally())
-            tally.fit_seconds.append(seconds)
-            _score_prepared(dataset, strategy, prepared, k, tally, None, batch_size)
+            score(key, None, None, strategy, seconds, prepared)
             progress_bar.update(1)
     progress_bar.close()
-    return [row for (key, n), tally in tallies.items() for row in tally.rows(key, n, dataset.n_items)]
-
-
-@dataclass
-class _PreparedUsers:
-    """The users one evaluation scores (those with something relevant left), for every strategy."""
-
-    contexts: list[Context]
-    known: sp.csr_matrix  # items each user already has (never recommended)
-    relevant: sp.csr_matrix
-    regimes: np.ndarray
-    skipped: int
-
-
-def _prepare_users(dataset: Dataset, user_ids, known_mask: np.ndarray, test_mask: np.ndarray) -> _PreparedUsers:
-    """Contexts of ``user_ids`` from their ``known_mask`` events; relevant = ``test_mask`` items they do not have."""
-    user_ids = np.asarray(user_ids, dtype=object)
-    known = relevance_matrix(dataset, user_ids, known_mask)
-    relevant = relevance_matrix(dataset, user_ids, test_mask)
-    relevant = (relevant - relevant.multiply(known)).tocsr()  # an item already had cannot be recommended
-    relevant.eliminate_zeros()
-    has_relevant = relevant.getnnz(axis=1) > 0
-    user_ids, known, relevant = user_ids[has_relevant], known[has_relevant], relevant[has_relevant]
-    contexts = user_contexts(dataset, user_ids, known_mask & dataset.interactions["user_id"].isin(set(user_ids)).to_numpy(),
-                             MAX_CONTEXT_EVENTS) if len(user_ids) else []
-    n_known_events = np.array([len(context.events) for context in contexts], dtype=np.int64)
-    return _PreparedUsers(contexts, known, relevant, regime_of(n_known_events), int((~has_relevant).sum()))
+    return [row for (key, n, horizon), tally in tallies.items() for row in tally.rows(key, n, horizon, dataset.n_items)]
 
 
 def _score_prepared(
-    dataset: Dataset, strategy: Strategy, prepared: _PreparedUsers, k: int, tally: _Tally,
+    dataset: Dataset, strategy: Strategy, prepared: ColdUsers, k: int, tally: _Tally,
     candidates: np.ndarray | None, batch_size: int,
 ) -> None:
     """Score the prepared users with ``strategy`` and add their metrics to ``tally``."""
@@ -233,8 +218,6 @@ def _score_prepared(
     top = score_top_k(strategy, prepared.contexts, known, k, _align_candidates(candidates, strategy, dataset), batch_size)
     top = _to_dataset_positions(top, strategy, dataset)
     tally.add(ranking_metrics(top, prepared.relevant, k), prepared.regimes, top)
-
-
 
 
 def _align_columns(matrix: sp.csr_matrix, strategy: Strategy, dataset: Dataset) -> sp.csr_matrix:

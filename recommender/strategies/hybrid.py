@@ -36,6 +36,8 @@ import scipy.sparse as sp
 from django.core.exceptions import ImproperlyConfigured
 
 from ..data.dataset import Dataset
+from ..evaluation.protocols import (cold_user_masks, cold_users, in_reveal_order, interacting_user_ids,
+                                    relevance_matrix, relevant_mask, reveal_rank)
 from .base import Context, Strategy, index_positions, top_k_batch
 from .caching import LRUCache, one_blas_thread
 from .context import HISTORY_MAX_EVENTS, ContextBuilder
@@ -294,8 +296,8 @@ class HybridStrategy(Strategy):
 
         Returns None when there are too few users to learn anything.
         """
-        from ..evaluation.protocols import event_rank_within_user, interacting_user_ids, relevance_matrix, relevant_mask
-
+        # The new-user protocol of offline evaluation, run inside the training users.
+        dataset = in_reveal_order(dataset, self.seed)
         rng = np.random.default_rng(self.seed + 104_729)
         user_ids = interacting_user_ids(dataset)
         n_validation = min(int(len(user_ids) * self.params["validation_share"]), int(self.params["max_validation_users"]))
@@ -312,25 +314,16 @@ class HybridStrategy(Strategy):
         trained_in_fit = np.bincount(fit_data.item_codes, minlength=dataset.n_items) > 0
 
         in_validation = dataset.interactions["user_id"].isin(set(validation_ids)).to_numpy()
-        rank = event_rank_within_user(dataset)
+        rank = reveal_rank(dataset)
         positive = relevant_mask(dataset, self.params["positive_threshold"])
-        new_item_cases = self._new_item_cases(dataset, ~in_validation, new_ids, positive, rng)
-        counts = pd.Series(in_validation).groupby(dataset.interactions["user_id"].to_numpy()).transform("sum").to_numpy()
+        new_item_cases = self._new_item_cases(dataset, ~in_validation & (rank >= 0), new_ids, positive, rng)
         cases = {}
         for label, _, _, reveal in REGIMES:
-            revealed = in_validation & (rank < reveal)
-            test = in_validation & (rank >= reveal) & positive & (counts > reveal)
-            known = relevance_matrix(dataset, validation_ids, revealed)
-            relevant = relevance_matrix(dataset, validation_ids, test)
-            relevant = (relevant - relevant.multiply(known)).tocsr()
-            relevant.eliminate_zeros()
-            has_relevant = relevant.getnnz(axis=1) > 0
-            if has_relevant.sum() < MIN_VALIDATION_CASES:
+            revealed, test = cold_user_masks(rank, in_validation, positive, reveal)
+            users = cold_users(dataset, validation_ids, revealed, test, HISTORY_MAX_EVENTS)
+            if len(users) < MIN_VALIDATION_CASES:
                 continue
-            users = validation_ids[has_relevant]
-            user_rows = revealed & dataset.interactions["user_id"].isin(set(users)).to_numpy()
-            contexts = ContextBuilder(HISTORY_MAX_EVENTS).from_dataset(dataset, users, user_rows)
-            cases[label] = ValidationCases(contexts, known[has_relevant], relevant[has_relevant])
+            cases[label] = ValidationCases(users.contexts, users.known, users.relevant)
         if not cases:
             logger.info("Hybrid: no regime has %d validation visitors; using equal weights", MIN_VALIDATION_CASES)
             return None
@@ -343,8 +336,6 @@ class HybridStrategy(Strategy):
         Their context is what remains of their history in the fit part, and their relevant items
         are the held-out products they chose; only new products are ranked for them.
         """
-        from ..evaluation.protocols import relevance_matrix
-
         held_out = dataset.interactions["item_id"].isin(set(new_ids)).to_numpy()
         fit_rows = in_fit & ~held_out
         user_column = dataset.interactions["user_id"].to_numpy()

@@ -1,7 +1,8 @@
 """Converters from published data sets to the canonical bundle (docs/integration.md, "Data in").
 
 Each converter is a function ``convert_<name>(src: Path) -> Dataset`` reading the files as
-they are published; ``convert(name, src)`` picks one by key.
+they are published; ``convert(name, src)`` picks one by key. Each says in ``meta["order"]``
+whether its row order is real time (written to the bundle's ``bundle.json``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ Quirks handled:
 - ``BX-NewBooks.csv`` / ``BX-NewBooksRatings.csv`` are a ready-made new-item split: their books
   are listed in ``meta["new_item_ids"]`` (the bundle's ``new_items.csv``) and their ratings come
   after the others;
-- there are no timestamps: file order is the event order;
+- there are no timestamps, and the rows are sorted by ISBN within each user: the row order is
+  not time, so the bundle says ``order: none`` and few-shot protocols reveal each user's
+  ratings in a seeded random order instead;
 - a few thousand users rate new books without a row in ``BX-Users.csv``; they stay users
   without attributes (``Dataset.user_ids`` includes them).
 
@@ -61,7 +63,7 @@ def convert_bookcrossing(src: Path) -> Dataset:
         items=items,
         interactions=interactions,
         name="bookcrossing",
-        meta={"new_item_ids": new_books["ISBN"].str.strip().tolist()},
+        meta={"new_item_ids": new_books["ISBN"].str.strip().tolist(), "order": "none"},
     )
 
 

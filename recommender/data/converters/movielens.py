@@ -2,7 +2,8 @@
 
 Both layouts are read as GroupLens publishes them (titles are latin-1). Ratings become
 ``rating`` events with their 1–5 value and timestamp; movies are items whose category is the
-``|``-joined genre list; the occupation and zip code are extra user attributes.
+``|``-joined genre list; the occupation and zip code are extra user attributes. The ratings
+carry real timestamps, so the bundle's event order is time.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def _convert_100k(src: Path) -> Dataset:
         "release_date": movies["release_date"],
     })
     users = users.assign(gender=users["gender"].str.lower())
-    return Dataset(users=users, items=items, interactions=_ratings(ratings), name="movielens-100k")
+    return Dataset(users=users, items=items, interactions=_ratings(ratings), name="movielens-100k",
+                   meta={"order": "time"})
 
 
 def _genres_100k(src: Path) -> tuple:
@@ -114,4 +116,5 @@ def _convert_1m(src: Path) -> Dataset:
         "occupation": users["occupation"].map(occupations).fillna(users["occupation"]),
         "zip_code": users["zip_code"],
     })
-    return Dataset(users=users, items=movies, interactions=_ratings(ratings), name="movielens-1m")
+    return Dataset(users=users, items=movies, interactions=_ratings(ratings), name="movielens-1m",
+                   meta={"order": "time"})

@@ -7,8 +7,8 @@ Files, for a data set prefix ``X`` detected from the directory:
 - ``X.test.inter``: ``user_id:token`` TAB ``item_id_list:token_seq`` TAB ``item_id:token``, one row
   per user whose list plus last item is the user's whole history in time order.
 
-Interactions are that history as ``purchase`` events in order (there are no timestamps); users
-have no attributes. The category text joins the levels of the Amazon path with spaces
+Interactions are that history as ``purchase`` events in order (there are no timestamps, but the
+sequences are in time order, so the bundle's event order is time); users have no attributes. The category text joins the levels of the Amazon path with spaces
 ("Industrial & Scientific Lab & Scientific Products Lab Supplies"), so the levels are found
 again from the data: a level ends where the paths of different items part ways (see
 ``split_category_levels``). The root level that every item shares (the data set's own name)
@@ -44,7 +44,7 @@ def convert_recbole(src: Path) -> Dataset:
     items = parse_item_text(_read_tsv(src / f"{prefix}.text", ("item_id:token", "text:token_seq")))
     interactions = _histories(src / f"{prefix}{INTER_SUFFIX}", user_ids, item_ids)
     users = pd.DataFrame({"user_id": user_ids})
-    return Dataset(users=users, items=items, interactions=interactions, name=prefix.lower())
+    return Dataset(users=users, items=items, interactions=interactions, name=prefix.lower(), meta={"order": "time"})
 
 
 def detect_prefix(src: Path) -> str:

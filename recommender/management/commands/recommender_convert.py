@@ -27,5 +27,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Wrote {out}: {counts['users']:,} users ({len(dataset.users):,} listed in users.csv), "
             f"{counts['items']:,} items ({new_items:,} held out as new), "
-            f"{counts['interactions']:,} interactions."
+            f"{counts['interactions']:,} interactions; event order: {dataset.meta.get('order', 'time')}."
         )

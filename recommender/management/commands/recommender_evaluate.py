@@ -5,9 +5,11 @@ import pandas as pd
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from recommender.data.dataset import EVENT_ORDERS
 from recommender.evaluation.runner import PROTOCOLS, evaluate
 
-JSON_KEYS = ("strategy", "reveal", "ndcg", "recall", "precision", "hr", "mrr", "coverage", "users", "fit_seconds")
+JSON_KEYS = ("strategy", "reveal", "horizon", "ndcg", "recall", "precision", "hr", "mrr", "coverage", "users",
+             "fit_seconds")
 
 
 def _int_list(text):
@@ -37,6 +39,13 @@ class Command(BaseCommand):
         parser.add_argument("--holdout-items", type=float, default=0.2, help="new-item protocol: share of items held out")
         parser.add_argument("--new-items", type=Path, default=None,
                             help="new-item protocol: CSV of held-out item ids (column item_id, or the first column)")
+        parser.add_argument("--horizon", type=int, default=None, metavar="N",
+                            help="new-user protocol: also report the short horizon, where relevant = positives "
+                                 "among the next N events after the revealed ones (beside the long horizon: every "
+                                 "later positive)")
+        parser.add_argument("--order", choices=EVENT_ORDERS, default=None,
+                            help="whether the bundle's row order is real time; default: its bundle.json "
+                                 "(none: few-shot protocols reveal a seeded random order per user)")
         parser.add_argument("--json", type=Path, default=None, help="write the results here")
         parser.add_argument("--no-progress", action="store_true")
 
@@ -52,6 +61,11 @@ class Command(BaseCommand):
                 raise CommandError(f"Strategy {key!r} cannot be loaded: {exc}") from exc
         if options["folds"] < 2 or options["k"] < 1:
             raise CommandError("--folds must be at least 2 and --k at least 1")
+        horizon = options["horizon"]
+        if horizon is not None and horizon < 1:
+            raise CommandError(f"--horizon takes a positive number of events, got {horizon}")
+        if horizon is not None and options["protocol"] != "new-user":
+            raise CommandError("--horizon applies to the new-user protocol only")
         bundle = options["bundle"]
         if not bundle.is_dir():
             raise CommandError(f"{bundle} is not a directory; pass a canonical bundle (see recommender_convert)")
@@ -59,12 +73,18 @@ class Command(BaseCommand):
             dataset = Dataset.read_bundle(bundle)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        if options["order"]:
+            dataset.meta.update(order=options["order"], order_source="--order")
+        self.stdout.write(f"Event order: {dataset.meta['order']} ({dataset.meta.get('order_source', 'bundle')})"
+                          + ("; few-shot protocols reveal a seeded random order per user" if dataset.meta["order"] == "none"
+                             else ""))
         new_item_ids = self._new_item_ids(options["new_items"], dataset) if options["protocol"] == "new-item" else None
         try:
             results = evaluate(
                 dataset, keys, protocol=options["protocol"], reveal=_int_list(options["reveal"]), folds=options["folds"],
                 k=options["k"], positive_threshold=options["positive_threshold"], seed=options["seed"],
                 progress=not options["no_progress"], holdout_items=options["holdout_items"], new_item_ids=new_item_ids,
+                horizons=(None,) if horizon is None else (None, horizon),
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
@@ -78,6 +98,8 @@ class Command(BaseCommand):
                 "positive_threshold": options["positive_threshold"],
                 "folds": options["folds"] if options["protocol"] == "new-user" else None,
                 "seed": options["seed"],
+                "order": dataset.meta["order"],
+                "horizon": horizon,
                 "results": [{key: row[key] for key in JSON_KEYS} for row in headline],
                 "by_regime": [row for row in results if row["regime"] != "all"],
             }
@@ -96,5 +118,7 @@ class Command(BaseCommand):
 
     def _table(self, rows, k):
         frame = pd.DataFrame(rows, columns=JSON_KEYS)
+        frame["horizon"] = [("long" if horizon is None else f"next {horizon}") for horizon in
+                            (row["horizon"] for row in rows)]
         frame = frame.rename(columns={name: f"{name}@{k}" for name in ("ndcg", "recall", "precision", "hr", "mrr")})
         return frame.to_string(index=False, float_format=lambda value: f"{value:.4f}")
