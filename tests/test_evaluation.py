@@ -183,9 +183,9 @@ class AfterLastIdStrategy(PopularityStrategy):
 
 
 @override_settings(RECOMMENDER={"STRATEGIES": {"after_last_id": "tests.test_evaluation.AfterLastIdStrategy"}})
-def test_random_reveal_removes_the_file_order_leak(planted):
+def test_random_reveal_removes_the_file_order_leak():
     """Revealing the lowest ids first lets a taste-blind strategy beat popularity; the seeded random reveal does not."""
-    unordered = _sorted_by_item_id(planted)
+    unordered = _sorted_by_item_id(planted_dataset(seed=1, n_users=400))
     as_if_time = Dataset(users=unordered.users, items=unordered.items, interactions=unordered.interactions,
                          meta={"order": "time"})
 
@@ -195,8 +195,8 @@ def test_random_reveal_removes_the_file_order_leak(planted):
         ndcg = {row["strategy"]: row["ndcg"] for row in rows if row["regime"] == "all"}
         return ndcg["after_last_id"] / ndcg["popularity"]
 
-    assert lift(as_if_time) > 1.25
-    assert lift(unordered) < 1.05
+    assert lift(as_if_time) > 1.2
+    assert lift(unordered) < 1.0
 
 
 def test_short_horizon_rows_sit_beside_the_long_ones(planted):
