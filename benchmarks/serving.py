@@ -116,12 +116,13 @@ def with_database_ids(dataset):
 
 def activate(strategy):
     """Save ``strategy`` as a real artifact and make it the active version of its key."""
-    from recommender import artifacts, training
+    from recommender import artifacts
+    from recommender.versions import guardrail
     from recommender.models import ModelVersion
 
     version = ModelVersion.objects.create(strategy=strategy.key, status="ready")
     artifacts.save_artifact(strategy, version)
-    training.activate(version)
+    guardrail.activate(version)
 
 
 # --- in-process ------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from . import admin_privacy, admin_views, evaluation_runs, reports
+from . import admin_privacy, admin_views, evaluation_runs, jobs, reports
 from .models import Dashboard, EvaluationRun, Interaction, ModelVersion, Preview, Rating, UserProfile
-from .tasks import activate_version_task, retire_version_task, train_strategy_task
+from .versions.run import run_summary
 
 
 # --- big tables ----------------------------------------------------------------------------------
@@ -153,12 +153,22 @@ def metrics_table(per_reveal):
     return html_table(("events revealed", *columns), rows, titles)
 
 
-def queue(model_admin, request, task, args, what):
-    """Queue ``task`` and report: its outcome where it already ran (eager Celery), else its id."""
+def queue(model_admin, request, start_job, args, what):
+    """Start a job of ``recommender.jobs`` and report: its outcome where it already ran (eager
+    Celery), else that it is queued."""
     try:
-        result = task.delay(*args)
-    except Exception as exc:  # eager Celery re-raises the task's own error here
+        result = start_job(*args)
+    except Exception as exc:  # a refusal, or eager Celery re-raising the task's own error
         model_admin.message_user(request, f"{what}: {exc}", messages.ERROR)
+        return
+    if isinstance(result, ModelVersion):  # a training: the row exists from the start
+        result.refresh_from_db()
+        if result.status == ModelVersion.Status.TRAINING:
+            model_admin.message_user(request, f"{what}: queued (version {result.pk}).", messages.SUCCESS)
+        else:
+            summary = run_summary(result)
+            model_admin.message_user(request, f"{what}: done ({admin_views.describe_result(summary)}).",
+                                     messages.ERROR if result.status == ModelVersion.Status.FAILED else messages.SUCCESS)
         return
     if not result.ready():
         model_admin.message_user(request, f"{what}: queued (task {result.id}).", messages.SUCCESS)
@@ -288,7 +298,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.action(description=_("Retrain the strategies of the selected versions"), permissions=["change"])
     def retrain_strategy(self, request, queryset):
         for key in sorted(set(queryset.values_list("strategy", flat=True))):
-            queue(self, request, train_strategy_task, (key,), f"Retraining {key}")
+            queue(self, request, jobs.train, (key,), f"Retraining {key}")
 
     @admin.action(description=_("Activate the selected version (roll back to it)"), permissions=["change"])
     def activate_version(self, request, queryset):
@@ -301,7 +311,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if confirmation is not None:
             return confirmation
         for version in chosen:
-            queue(self, request, activate_version_task, (version.pk,), f"Activating {version.strategy} v{version.pk}")
+            queue(self, request, jobs.activate, (version.pk,), f"Activating {version.strategy} v{version.pk}")
 
     @admin.action(description=_("Retire the selected versions (delete their files)"), permissions=["change"])
     def retire_versions(self, request, queryset):
@@ -309,7 +319,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if confirmation is not None:
             return confirmation
         for version in queryset.order_by("pk"):
-            queue(self, request, retire_version_task, (version.pk,), f"Retiring {version.strategy} v{version.pk}")
+            queue(self, request, jobs.retire, (version.pk,), f"Retiring {version.strategy} v{version.pk}")
 
 
 # --- evaluation runs -------------------------------------------------------------------------------

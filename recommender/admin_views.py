@@ -13,7 +13,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from . import charts, evaluation_runs, preview as previews, reports
+from . import charts, evaluation_runs, jobs, preview as previews, reports
+from .conf import settings
 from .models import EvaluationRun, Gender
 from .strategies import registry
 
@@ -162,9 +163,9 @@ class EvaluationRunForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["strategies"].choices = [(key, key) for key in registry.available_keys()]
-        self.fields["strategies"].initial = [key for key in evaluation_runs.DEFAULT_STRATEGIES
-                                             if key in registry.available_keys()]
+        keys = registry.available_keys(settings.STRATEGIES)
+        self.fields["strategies"].choices = [(key, key) for key in keys]
+        self.fields["strategies"].initial = [key for key in evaluation_runs.DEFAULT_STRATEGIES if key in keys]
 
 
 def start_evaluation(model_admin, request):
@@ -173,7 +174,7 @@ def start_evaluation(model_admin, request):
     form = EvaluationRunForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            run = evaluation_runs.start(form.cleaned_data["strategies"], folds=form.cleaned_data["folds"])
+            run = jobs.evaluate(form.cleaned_data["strategies"], folds=form.cleaned_data["folds"])
         except ValueError as exc:
             form.add_error(None, str(exc))
         else:

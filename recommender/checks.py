@@ -79,7 +79,7 @@ def check_strategies(app_configs, **kwargs):
     errors = []
     for key, path in (settings.STRATEGIES or {}).items():
         try:
-            registry.get_strategy_class(key)
+            registry.get_strategy_class(key, settings.STRATEGIES)
         except (ImportError, ImproperlyConfigured, AttributeError) as exc:
             errors.append(
                 Error(
@@ -89,7 +89,7 @@ def check_strategies(app_configs, **kwargs):
                 )
             )
     try:
-        registry.get_strategy_class(settings.DEFAULT_STRATEGY)
+        registry.get_strategy_class(settings.DEFAULT_STRATEGY, settings.STRATEGIES)
     except (ImportError, ImproperlyConfigured) as exc:
         errors.append(
             Error(
@@ -111,7 +111,7 @@ def check_placements(app_configs, **kwargs):
     if not isinstance(settings.PLACEMENTS, dict) or not all(isinstance(entry, dict) for entry in settings.PLACEMENTS.values()):
         return [Error("RECOMMENDER['PLACEMENTS'] must map placement names to dicts.",
                       hint="See docs/settings.md, Placements.", id="recommender.E008")]
-    known = set(registry.available_keys())
+    known = set(registry.available_keys(settings.STRATEGIES))
     for name in placement_names():
         try:
             placement = get_placement(name)

@@ -1,7 +1,7 @@
 """Offline evaluations of the shop's own data, started from the admin and stored as rows.
 
-``start`` validates the request, writes a queued ``EvaluationRun`` and queues
-``run_evaluation_task``; ``execute`` (the task's body) snapshots the database, runs the
+``start`` validates the request and writes a queued ``EvaluationRun`` (``jobs.evaluate`` then
+queues ``run_evaluation_task``); ``execute`` (the task's body) snapshots the database, runs the
 new-user protocol and stores the result rows. A run is executed at most once: the task claims
 it with a conditional update, so a redelivered task does nothing.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 import traceback
 
-from django.db import transaction
 from django.utils import timezone
 
 from .conf import settings
+from .data.snapshot import build_dataset_from_db
+from .evaluation.runner import evaluate
 from .models import EvaluationRun
 from .strategies import registry
 
@@ -26,13 +27,14 @@ Status = EvaluationRun.Status
 
 
 def start(strategies, folds: int = 3, reveals=DEFAULT_REVEALS, k: int = K) -> EvaluationRun:
-    """Create a queued run and queue its task (after the commit); return the row."""
+    """Create a queued run (``jobs.evaluate`` queues its task); return the row."""
     strategies = list(dict.fromkeys(strategies))
     if not strategies:
         raise ValueError("Choose at least one strategy to evaluate.")
-    unknown = sorted(set(strategies) - set(registry.available_keys()))
+    known = registry.available_keys(settings.STRATEGIES)
+    unknown = sorted(set(strategies) - set(known))
     if unknown:
-        raise ValueError(f"Unknown strategies {unknown}; known: {registry.available_keys()}")
+        raise ValueError(f"Unknown strategies {unknown}; known: {known}")
     if int(folds) not in FOLD_CHOICES:
         raise ValueError(f"folds must be one of {FOLD_CHOICES}, got {folds}")
     run = EvaluationRun.objects.create(params={
@@ -40,22 +42,16 @@ def start(strategies, folds: int = 3, reveals=DEFAULT_REVEALS, k: int = K) -> Ev
         "protocol": "new-user", "positive_threshold": settings.TRAINING_POSITIVE_THRESHOLD,
         "seed": settings.RANDOM_SEED,
     })
-    transaction.on_commit(lambda: _queue(run.pk))
     return run
 
 
-def _queue(run_id: int) -> None:
-    from .tasks import run_evaluation_task
-
-    result = run_evaluation_task.delay(run_id)
-    EvaluationRun.objects.filter(pk=run_id, task_id="").update(task_id=result.id or "")
+def record_task_id(run_id: int, task_id: str) -> None:
+    """Record the id of the task queued for a run (once)."""
+    EvaluationRun.objects.filter(pk=run_id, task_id="").update(task_id=task_id)
 
 
 def execute(run_id: int) -> EvaluationRun | None:
     """Run a queued evaluation and store its rows; None when another worker already took it."""
-    from .data.snapshot import build_dataset_from_db
-    from .evaluation.runner import evaluate
-
     claimed = EvaluationRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
         status=Status.RUNNING, started_at=timezone.now())
     if not claimed:

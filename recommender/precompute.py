@@ -2,9 +2,10 @@
 
 Warm signed-in users (at least ``PRECOMPUTE_MIN_EVENTS`` events, one of them in the last
 ``PRECOMPUTE_ACTIVE_DAYS`` days) are split into chunks of ``PRECOMPUTE_CHUNK_SIZE``; each chunk
-is one task (a Celery group, so any number of workers share the work) that scores its users in
-one ``score_batch`` call and stores each user's top ``PRECOMPUTE_SIZE`` in the cache under a key
-holding the active version id, so a new activation makes old lists unreachable.
+is one task (a Celery group queued by ``tasks.queue_precompute``, so any number of workers share
+the work) that scores its users in one ``score_batch`` call and stores each user's top
+``PRECOMPUTE_SIZE`` in the cache under a key holding the active version id, so a new activation
+makes old lists unreachable.
 
 A stored list also holds the id of the user's latest event and their profile's version when it
 was computed: serving's candidates step uses it only while the user has done nothing since and
@@ -52,24 +53,6 @@ def warm_user_pks(now: datetime.datetime | None = None) -> list:
         .order_by("user_id")
     )
     return [row["user_id"] for row in rows]
-
-
-def fan_out(strategy_key: str | None = None, chunk_size: int | None = None) -> dict:
-    """Queue one chunk task per ``chunk_size`` warm users (a Celery group); return counts."""
-    from celery import group
-
-    from .tasks import precompute_chunk_task
-
-    strategy_key = strategy_key or settings.DEFAULT_STRATEGY
-    version_id = loaded_models.active_version_ids().get(strategy_key)
-    if version_id is None:
-        return {"strategy": strategy_key, "users": 0, "chunks": 0, "reason": "no active version"}
-    user_pks = warm_user_pks()
-    size = int(chunk_size or settings.PRECOMPUTE_CHUNK_SIZE)
-    chunks = [user_pks[start:start + size] for start in range(0, len(user_pks), size)]
-    if chunks:
-        group(precompute_chunk_task.s(strategy_key, version_id, chunk) for chunk in chunks).apply_async()
-    return {"strategy": strategy_key, "version": version_id, "users": len(user_pks), "chunks": len(chunks)}
 
 
 def precompute_for_users(strategy_key: str, version_id: int, user_pks: list, k: int | None = None) -> int:

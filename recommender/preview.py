@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.contrib.auth import get_user_model
 
-from . import training
 from .catalog import get_adapter
 from .conf import settings
 from .serving import loaded_models
@@ -87,12 +86,13 @@ def context_for_visitor(profile: dict, product_ids: list[str]) -> Context:
 def build_preview(context: Context, k: int = 10) -> Preview:
     """Every registered strategy's top ``k`` for ``context`` (active versions only)."""
     exclude = set(context.event_item_ids)
-    columns = [_column(key, context, k, exclude) for key in registry.available_keys()]
+    keys = registry.available_keys(settings.STRATEGIES)
+    columns = [_column(key, context, k, exclude) for key in keys]
     by_key = {column.key: column for column in columns}
     served_by = next((key for key in _home_chain() if _would_serve(by_key.get(key), key, context)),
                      DATABASE_POPULARITY)
-    hybrid, components, weights = by_key.get(training.HYBRID_KEY), [], {}
-    model = loaded_models.get_active_strategy(training.HYBRID_KEY) if hybrid and hybrid.rows else None
+    hybrid, components, weights = by_key.get(HybridStrategy.key), [], {}
+    model = loaded_models.get_active_strategy(HybridStrategy.key) if hybrid and hybrid.rows else None
     if isinstance(model, HybridStrategy):  # the hybrid column shows its components' parts
         components, weights = _explain_hybrid(model, context, hybrid)
     titles = _titles([row.item_id for column in columns for row in column.rows])
@@ -112,7 +112,7 @@ def _would_serve(column: StrategyPreview | None, key: str, context: Context) -> 
     """Whether serving would take ``key``'s list for ``context``: it has one, and events if it needs them."""
     if column is None or column.version_id is None or not column.rows:
         return False
-    return bool(context.events) or not registry.get_strategy_class(key).needs_events
+    return bool(context.events) or not registry.get_strategy_class(key, settings.STRATEGIES).needs_events
 
 
 def _column(key: str, context: Context, k: int, exclude: set[str]) -> StrategyPreview:

@@ -275,6 +275,6 @@ def serving_now() -> list[PlacementServing]:
 
 def _needs_events(key: str) -> bool:
     try:
-        return registry.get_strategy_class(key).needs_events
+        return registry.get_strategy_class(key, settings.STRATEGIES).needs_events
     except Exception:  # an unimportable strategy: the system checks report it
         return False

@@ -9,7 +9,8 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from recommender import reports, training
+from recommender import reports
+from recommender.versions import guardrail, run
 from recommender.models import EvaluationRun, Interaction, ModelVersion, Rating
 from recommender.testing.factories import make_product
 
@@ -37,7 +38,7 @@ def eager_tasks():
 def shop(transactional_db):
     """A seeded shop with an active popularity model, plus impressions and clicks with arms."""
     products, users = seed_shop()
-    version = training.train_strategy("popularity")
+    version = run.train_strategy("popularity")
     now = timezone.now()
     online = []
     for arm, shown, clicked in (("hybrid", 40, 10), ("segment_popularity", 40, 2)):
@@ -175,8 +176,8 @@ def test_retrain_action_queues_a_training(shop, staff_client, eager_tasks):
 def test_activate_action_rolls_back_and_retire_retires(shop, staff_client, eager_tasks):
     """Activating the older version makes it active again; retiring the newer one deletes its files."""
     first = shop["version"]
-    second = training.train_strategy("popularity", activate_if_better=False)
-    training.activate(second)
+    second = run.train_strategy("popularity", activate_if_better=False)
+    guardrail.activate(second)
     response = post_action(staff_client, "activate_version", first.pk)
     assert ModelVersion.objects.get(pk=first.pk).status == Status.ACTIVE
     assert ModelVersion.objects.get(pk=second.pk).status == Status.READY
@@ -201,7 +202,7 @@ def test_actions_on_the_active_version_ask_first(shop, staff_client, eager_tasks
 
 def test_actions_on_other_versions_do_not_ask(shop, staff_client, eager_tasks):
     """A version that is not active is activated at once (no confirmation page)."""
-    second = training.train_strategy("popularity", activate_if_better=False)
+    second = run.train_strategy("popularity", activate_if_better=False)
     response = post_action(staff_client, "activate_version", second.pk)
     assert "done" in str(list(response.context["messages"])[0])
     assert ModelVersion.objects.get(pk=second.pk).status == Status.ACTIVE
@@ -219,7 +220,7 @@ def test_retiring_the_active_version_is_refused_with_a_message(shop, staff_clien
 
 def test_activating_two_versions_of_one_strategy_is_refused(shop, staff_client, eager_tasks):
     """One version per strategy can be activated at a time."""
-    second = training.train_strategy("popularity", activate_if_better=False)
+    second = run.train_strategy("popularity", activate_if_better=False)
     response = post_action(staff_client, "activate_version", shop["version"].pk, second.pk)
     assert "at most one version per strategy" in str(list(response.context["messages"])[0])
     assert ModelVersion.objects.get(pk=second.pk).status == Status.READY
@@ -342,7 +343,7 @@ def test_preview_explains_the_hybrid(shop, staff_client):
 
     params = {"hybrid": {"components": ["popularity", "segment_popularity"]}}
     with override_settings(RECOMMENDER={**settings.user_settings, "TRAINING_PARAMS": params}):
-        hybrid = training.train_strategy("hybrid")
+        hybrid = run.train_strategy("hybrid")
     if hybrid.status != Status.ACTIVE:
         pytest.skip(f"hybrid did not train here: {hybrid.error[:200]}")
     response = staff_client.post(reverse("admin:recommender_preview_changelist"), {"age": 30, "gender": "m", "k": 4})

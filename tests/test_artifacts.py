@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 
-from recommender import artifacts, training
+from recommender import artifacts
+from recommender.versions import guardrail
 from recommender.conf import settings
 from recommender.serving import loaded_models
 from recommender.models import ModelVersion
@@ -110,7 +111,7 @@ def test_a_half_written_artifact_can_be_neither_loaded_nor_activated(db, fitted)
     with pytest.raises(artifacts.ArtifactError, match="missing"):
         artifacts.load_artifact(version)
     with pytest.raises(artifacts.ArtifactError):
-        training.activate(version)
+        guardrail.activate(version)
     assert ModelVersion.objects.get(pk=version.pk).status == Status.READY
 
 
@@ -132,10 +133,10 @@ def test_a_missing_listed_file_is_an_artifact_error(db, fitted):
 def test_serving_never_loads_a_corrupted_active_version(transactional_db, fitted):
     """get_active_strategy keeps the last good version when the newly active one is corrupted."""
     good = saved_version(fitted)
-    training.activate(good)
+    guardrail.activate(good)
     assert loaded_models.get_active_strategy("toy").version_id == good.pk
     newer = saved_version(fitted)
-    training.activate(newer)
+    guardrail.activate(newer)
     corrupt(newer)
     served = loaded_models.get_active_strategy("toy")
     assert served.version_id == good.pk
@@ -144,7 +145,7 @@ def test_serving_never_loads_a_corrupted_active_version(transactional_db, fitted
 def test_a_fresh_process_serves_nothing_from_a_corrupted_artifact(transactional_db, fitted):
     """With no good version loaded before, a corrupted active artifact gives None, not a broken model."""
     version = saved_version(fitted)
-    training.activate(version)
+    guardrail.activate(version)
     corrupt(version)
     loaded_models.forget_loaded_models()
     assert loaded_models.get_active_strategy("toy") is None

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
-from recommender import events, training
+from recommender import events
+from recommender.versions import run
 from recommender.models import Interaction, UserProfile
 from recommender.serving import loaded_models
 
@@ -57,7 +58,7 @@ def trained_shop(transactional_db, settings, tmp_path):
         bought = products[(number % 2) * 12: (number % 2) * 12 + 4]
         events.record([{"product": product.pk, "event": "purchase"} for product in bought], user=user)
     for key in ("popularity", "segment_popularity"):
-        version = training.train_strategy(key)
+        version = run.train_strategy(key)
         assert version.status == "active", version.error
     yield products
     loaded_models.forget_loaded_models()

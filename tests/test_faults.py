@@ -29,7 +29,7 @@ from django.test import override_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from recommender import training
+from recommender.versions import guardrail, run
 from recommender.models import Interaction
 from recommender.serving import loaded_models
 
@@ -94,7 +94,7 @@ def test_redis_down_and_back_during_traffic(transactional_db, own_redis, caplog)
     """Redis killed mid-traffic: recommendations keep coming from the loaded model and events are
     stored; Redis restarted: the cache is used again, without restarting anything."""
     products, _ = seed_shop(n_users=30)
-    assert training.train_strategy("popularity").status == "active"
+    assert run.train_strategy("popularity").status == "active"
     shopper = get_user_model().objects.create(username="fault-shopper")
     client = APIClient(REMOTE_ADDR="10.9.9.9")
     client.force_authenticate(shopper)
@@ -173,12 +173,12 @@ def test_a_damaged_active_artifact_is_refused_recorded_and_the_previous_version_
     loaded_models.forget_loaded_models()
     fitted = ToyStrategy().fit(planted_dataset(n_users=40, n_items=20))
     good = artifacts.save_artifact(fitted, ModelVersion.objects.create(strategy="toy", status="ready"))
-    training.activate(good)
+    guardrail.activate(good)
     assert loaded_models.get_active_strategy("toy").version_id == good.pk
     newer = artifacts.save_artifact(fitted, ModelVersion.objects.create(strategy="toy", status="ready"))
-    training.activate(newer)
+    guardrail.activate(newer)
     damage(newer, how)
-    caplog.set_level(logging.ERROR, logger="recommender.training")
+    caplog.set_level(logging.ERROR, logger="recommender.serving.loaded_models")
     assert loaded_models.get_active_strategy("toy").version_id == good.pk
     newer.refresh_from_db()
     assert "Serving refused to load this artifact" in newer.error

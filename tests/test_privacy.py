@@ -10,7 +10,8 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from recommender import events, privacy, service, training
+from recommender import events, privacy, service
+from recommender.versions import run
 from recommender.artifacts import get_storage
 from recommender.models import Interaction, Rating, UserProfile
 from recommender.serving import loaded_models
@@ -147,7 +148,7 @@ def test_models_keep_serving_after_an_erase_and_hold_no_personal_data(transactio
     user = users[0]
     user.email = "shopper-unique-7f3e@example.org"
     user.save()
-    version = training.train_strategy("popularity")
+    version = run.train_strategy("popularity")
     assert version.status == "active"
     directory = Path(get_storage().path(version.artifact_path))
     stored = b"".join(path.read_bytes() for path in directory.rglob("*") if path.is_file())

@@ -8,13 +8,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import override_settings
 from django.utils import timezone
 
 from recommender.models import Interaction, UserProfile
+from recommender.serving import loaded_models
 from recommender.strategies.base import Strategy
 from recommender.testing.factories import make_product
+from recommender.versions import guardrail, records
 
 TOY_PATH = "tests.training_support.ToyStrategy"
 FAILING_PATH = "tests.training_support.FailingStrategy"
@@ -69,25 +73,17 @@ class BlockingStrategy(ToyStrategy):
 def forget_training_cache_keys():
     """Delete the serving stamp and the test strategies' training locks (not the whole cache:
     with Redis it is shared)."""
-    from django.core.cache import caches
-
-    from recommender import training
-    from recommender.conf import settings
-
-    keys = [training.STAMP_KEY] + [training.LOCK_KEY.format(key) for key in ("toy", "toy2", "blocking")]
-    caches[settings.CACHE_ALIAS].delete_many(keys)
+    keys = [guardrail.STAMP_KEY] + [records.LOCK_KEY.format(key) for key in ("toy", "toy2", "toy_blend", "blocking")]
+    records.cache().delete_many(keys)
 
 
 @contextmanager
 def fresh_training_state(locked_keys=()):
     """No training cache keys, no training locks of ``locked_keys`` and no loaded models in this
     process on entry; loaded models forgotten again on exit."""
-    from recommender import training
-    from recommender.serving import loaded_models
-
     forget_training_cache_keys()
     for key in locked_keys:
-        training._cache().delete(training.LOCK_KEY.format(key))
+        records.cache().delete(records.LOCK_KEY.format(key))
     loaded_models.forget_loaded_models()
     try:
         yield
@@ -112,9 +108,7 @@ def eager_celery(propagate: bool):
 
 def strategies_settings(**paths):
     """``override_settings`` registering test strategies ({key: dotted path}), keeping the catalog."""
-    from django.conf import settings
-
-    return override_settings(RECOMMENDER={**settings.RECOMMENDER, "STRATEGIES": paths})
+    return override_settings(RECOMMENDER={**django_settings.RECOMMENDER, "STRATEGIES": paths})
 
 
 def seed_shop(n_users=60, n_products=16, events_per_user=6, seed=0, start=None):
@@ -147,3 +141,30 @@ def seed_shop(n_users=60, n_products=16, events_per_user=6, seed=0, start=None):
     UserProfile.objects.bulk_create(profiles)
     Interaction.objects.bulk_create(events)
     return products, users
+
+
+# --- fixtures of the training-layer tests (imported by name into their modules) ---------------------
+@pytest.fixture
+def fresh_versions_state():
+    """An empty training cache state and no loaded models in this process, before and after."""
+    with fresh_training_state():
+        yield
+
+
+@pytest.fixture
+def eager_tasks():
+    """Tasks run in this process even where a broker is configured: no worker serves these tests."""
+    with eager_celery(propagate=True):
+        yield
+
+
+@pytest.fixture
+def toy():
+    with strategies_settings(toy=TOY_PATH, toy2=TOY_PATH):
+        yield "toy"
+
+
+@pytest.fixture
+def shop(transactional_db):
+    """A seeded shop; real commits, because activation bumps the serving stamp on commit."""
+    return seed_shop()

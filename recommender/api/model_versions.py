@@ -12,9 +12,11 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .. import jobs
+from ..conf import settings
 from ..models import ModelVersion
-from .parsers import PARSER_CLASSES
 from ..strategies.registry import available_keys
+from .parsers import PARSER_CLASSES
 
 
 class StaffWithModelPermissions(BasePermission):
@@ -39,7 +41,7 @@ class TrainRequestSerializer(serializers.Serializer):
     strategy = serializers.CharField(help_text="Key of the strategy to train.")
 
     def validate_strategy(self, value):
-        keys = available_keys()
+        keys = available_keys(settings.STRATEGIES)
         if value not in keys:
             raise serializers.ValidationError(f"Unknown strategy {value[:40]!r}; known: {', '.join(keys)}.")
         return value
@@ -80,14 +82,12 @@ class TrainModelView(APIView):
     @extend_schema(operation_id="models_train", summary="Queue a retrain", request=TrainRequestSerializer,
                    responses={202: QueuedTrainingSerializer, 409: OpenApiResponse(description="That strategy is training now")}, tags=["models"])
     def post(self, request):
-        from .. import training
-
         serializer = TrainRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         key = serializer.validated_data["strategy"]
         try:
-            version = training.queue_training(key)
-        except training.TrainingRefused as refused:
+            version = jobs.train(key)
+        except jobs.TrainingRefused as refused:
             return Response({"detail": str(refused)}, status=status.HTTP_409_CONFLICT)
         return Response({"strategy": key, "version": version.pk, "task_id": version.task_id},
                         status=status.HTTP_202_ACCEPTED)

@@ -1,7 +1,7 @@
 """The loaded-model registry: each serving process's view of the active versions.
 
 A per-process cache of loaded strategies, revalidated against the activation stamp that every
-activation bumps in the Django cache (``training.bump_active_stamp``), so a request costs one
+activation bumps in the Django cache (``versions.guardrail.bump_active_stamp``), so a request costs one
 cache read and no database query; the database is read only when the stamp changed (or every
 ``ACTIVE_VERSION_RECHECK_SECONDS``), an artifact only when the version changed. Training bumps
 the stamp, serving reads it; see docs/architecture.md.
@@ -17,7 +17,7 @@ from .. import artifacts
 from ..conf import settings
 from ..models import ModelVersion
 from ..strategies.base import Strategy
-from ..training import active_versions_stamp, bump_active_stamp
+from ..versions.guardrail import active_versions_stamp, bump_active_stamp
 
 logger = logging.getLogger(__name__)
 Status = ModelVersion.Status

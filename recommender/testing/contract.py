@@ -28,7 +28,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from ..conf import settings
 from ..strategies.base import Context, Event, Recommendations, Strategy
+from ..strategies.registry import create_strategy
 from .factories import new_items_frame, planted_dataset
 
 
@@ -55,9 +57,7 @@ class StrategyContract:
         params = {**cls.strategy_params, **overrides}
         if cls.strategy_class is not None:
             return cls.strategy_class(**params)
-        from ..strategies.registry import create_strategy
-
-        return create_strategy(cls.strategy_key, **params)
+        return create_strategy(cls.strategy_key, settings.STRATEGIES, **params)
 
     @pytest.fixture(scope="class")
     @classmethod

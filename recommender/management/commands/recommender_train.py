@@ -1,5 +1,6 @@
 """Train strategies now: in this process (--sync) or on the Celery workers, with progress bars."""
 
+import contextlib
 import logging
 import time
 
@@ -7,8 +8,10 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from recommender import training
+from recommender import jobs
+from recommender.data.snapshot import build_dataset_from_db
 from recommender.models import ModelVersion
+from recommender.versions import records, run, specs
 
 POLL_SECONDS = 1.0
 
@@ -28,7 +31,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, strategies=None, sync=False, no_progress=False, **options):
         try:
-            keys = training.trainable_strategy_keys(strategies)
+            keys = specs.trainable_strategy_keys(strategies)
         except Exception as exc:
             raise CommandError(str(exc))
         if not keys:
@@ -42,52 +45,34 @@ class Command(BaseCommand):
 
     # --- in this process ------------------------------------------------------------------------
     def _train_here(self, keys, no_progress):
-        from recommender.data.snapshot import build_dataset_from_db
-
         self.stdout.write("Reading the database…")
         dataset = build_dataset_from_db()
         try:
-            training.check_trainable(dataset)
-        except training.NothingToTrain as exc:
+            run.check_trainable(dataset)
+        except run.NothingToTrain as exc:
             raise CommandError(str(exc)) from exc
         counts = dataset.meta["counts"]
         self.stdout.write(f"Snapshot: {counts['users']} users, {counts['items']} products, "
                           f"{counts['interactions']} events")
-        summaries = []
-        for key in keys:
-            with self._bar(key, no_progress) as bar:
-                try:
-                    version = training.train_strategy(key, dataset=dataset, progress=self._updater(bar))
-                except training.TrainingRefused as refused:
-                    summaries.append({"strategy": key, "version": None, "outcome": f"refused: {refused}"})
-                    continue
-            summaries.append(training.run_summary(version))
-        return summaries
+        return run.train_here(keys, dataset, progress_for=lambda key: self._progress(key, no_progress))
+
+    @contextlib.contextmanager
+    def _progress(self, key, no_progress):
+        with self._bar(key, no_progress) as bar:
+            yield self._updater(bar)
 
     # --- on the workers -------------------------------------------------------------------------
     def _train_on_workers(self, keys, no_progress):
-        """Queue the components at once and the hybrid after them; poll the rows for progress."""
-        components = [key for key in keys if key != training.HYBRID_KEY]
-        summaries = self._queue_and_wait(components, no_progress)
-        if training.HYBRID_KEY in keys:
-            summaries += self._queue_and_wait([training.HYBRID_KEY], no_progress)
-        return summaries
-
-    def _queue_and_wait(self, keys, no_progress):
-        versions, summaries = {}, []
-        for key in keys:
-            try:
-                version = training.queue_training(key)
-            except training.TrainingRefused as refused:
-                summaries.append({"strategy": key, "version": None, "outcome": f"refused: {refused}"})
-                continue
-            versions[key] = version.pk
+        """Queue a train-all of ``keys`` (rows first) and follow the rows' progress until each ends."""
+        started = jobs.train_all(keys)
+        summaries = [run.refused_summary(key, reason) for key, reason in started.refused.items()]
+        versions = {key: version.pk for key, version in started.versions.items()}
         bars = {key: self._bar(key, no_progress, position) for position, key in enumerate(versions)}
         pending = dict(versions)
         while pending:
             # Rows no worker ever picked up (or whose worker died) are given up after
             # TRAINING_STALE_SECONDS, so the wait always ends.
-            training.cleanup_stale_trainings()
+            records.cleanup_stale_trainings()
             rows = ModelVersion.objects.in_bulk(list(pending.values()))
             for key, pk in list(pending.items()):
                 row = rows[pk]
@@ -95,7 +80,7 @@ class Command(BaseCommand):
                 bars[key].update(round(row.progress * 100) - bars[key].n)
                 if row.status != ModelVersion.Status.TRAINING:
                     bars[key].close()
-                    summaries.append(training.run_summary(row))
+                    summaries.append(run.run_summary(row))
                     del pending[key]
             if pending:
                 time.sleep(POLL_SECONDS)

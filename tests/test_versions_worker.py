@@ -4,7 +4,7 @@ Run with the CI services (see .ci/run):
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \\
     CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/0 REDIS_URL=redis://127.0.0.1:6379/1 \\
-    .venv/bin/python -m pytest tests/test_training_worker.py
+    .venv/bin/python -m pytest tests/test_versions_worker.py
 
 The worker is a ``celery -A shop_demo worker`` subprocess on the test database
 (``test_<name>``: pytest-django's), with the test strategies registered
@@ -25,7 +25,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
-from recommender import training
+from recommender.versions import guardrail, records, run
 from recommender.conf import settings
 from recommender.serving import loaded_models
 from recommender.models import ModelVersion
@@ -131,36 +131,36 @@ def test_worker_trains_all_strategies_and_activates_them(shop, start_worker):
     """train_all's group runs on a real worker through Redis and activates a version of each strategy."""
     worker = start_worker()
     for key in ("toy", "toy2"):
-        version = training.start_training(key)
+        version = records.start_training(key)
         train_strategy_task.apply_async((key,), {"version_id": version.pk}, queue=worker.queue)
     wait_until(lambda: ModelVersion.objects.filter(status=Status.ACTIVE).count() == 2, 120,
                "both versions to become active", worker)
     for key in ("toy", "toy2"):
-        assert loaded_models.get_active_strategy(key).version_id == training.active_version(key).pk
+        assert loaded_models.get_active_strategy(key).version_id == guardrail.active_version(key).pk
 
 
 def test_killing_the_worker_mid_training_keeps_the_previous_version_serving(shop, start_worker, tmp_path):
     """SIGKILL during a fit: the old version still serves, a second trigger is refused, the row ends failed."""
-    previous = training.train_strategy("blocking")  # in this process: the version that must survive
+    previous = run.train_strategy("blocking")  # in this process: the version that must survive
     assert previous.status == Status.ACTIVE
     marker = tmp_path / "fit-started"
     worker = start_worker(TRAINING_TEST_MARKER=str(marker))
-    doomed = training.start_training("blocking")
+    doomed = records.start_training("blocking")
     train_strategy_task.apply_async(("blocking",), {"version_id": doomed.pk}, queue=worker.queue)
     wait_until(marker.exists, 120, "the worker to start fitting", worker)
     doomed.refresh_from_db()
     assert (doomed.status, doomed.stage) == (Status.TRAINING, "evaluate") and doomed.task_id
 
-    with pytest.raises(training.TrainingRefused, match="already training"):
-        training.train_strategy("blocking")
+    with pytest.raises(records.TrainingRefused, match="already training"):
+        run.train_strategy("blocking")
 
     worker.kill()
 
     loaded_models.forget_loaded_models()  # a serving process that starts now
     assert loaded_models.get_active_strategy("blocking").version_id == previous.pk
-    assert training.cleanup_stale_trainings() == []  # not yet silent for long enough
+    assert records.cleanup_stale_trainings() == []  # not yet silent for long enough
     later = timezone.now() + datetime.timedelta(seconds=settings.TRAINING_STALE_SECONDS + 1)
-    assert training.cleanup_stale_trainings(now=later) == [doomed.pk]
+    assert records.cleanup_stale_trainings(now=later) == [doomed.pk]
     doomed.refresh_from_db()
     previous.refresh_from_db()
     assert doomed.status == Status.FAILED and "worker running this training died" in doomed.error
