@@ -62,7 +62,7 @@ def execute(run_id: int) -> EvaluationRun | None:
         dataset = build_dataset_from_db()
         rows = evaluate(dataset, params["strategies"], protocol="new-user", reveal=params["reveal"],
                         folds=params["folds"], k=params["k"], positive_threshold=params["positive_threshold"],
-                        seed=params["seed"], progress=False)
+                        seed=params["seed"], progress=False, host_strategies=settings.STRATEGIES)
     except Exception as exc:
         run.status, run.error = Status.FAILED, f"{exc}\n\n{traceback.format_exc()}"
     else:

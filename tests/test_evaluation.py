@@ -182,7 +182,6 @@ class AfterLastIdStrategy(PopularityStrategy):
         return scores
 
 
-@override_settings(RECOMMENDER={"STRATEGIES": {"after_last_id": "tests.test_evaluation.AfterLastIdStrategy"}})
 def test_random_reveal_removes_the_file_order_leak():
     """Revealing the lowest ids first lets a taste-blind strategy beat popularity; the seeded random reveal does not."""
     unordered = _sorted_by_item_id(planted_dataset(seed=1, n_users=400))
@@ -191,7 +190,7 @@ def test_random_reveal_removes_the_file_order_leak():
 
     def lift(dataset):
         rows = evaluate(dataset, ["popularity", "after_last_id"], reveal=(3,), folds=2, positive_threshold=4,
-                        progress=False)
+                        progress=False, host_strategies={"after_last_id": "tests.test_evaluation.AfterLastIdStrategy"})
         ndcg = {row["strategy"]: row["ndcg"] for row in rows if row["regime"] == "all"}
         return ndcg["after_last_id"] / ndcg["popularity"]
 

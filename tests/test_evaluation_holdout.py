@@ -58,7 +58,7 @@ def test_impressions_are_never_revealed_nor_excluded():
     dataset = with_first_impressions(planted_dataset(n_users=200, n_items=40))
     split = holdout.holdout_split(dataset)
     strategy = RecordingToy().fit(split.train)
-    holdout.evaluate(strategy, dataset, split, reveals=(3,))
+    holdout.evaluate(strategy, split, reveals=(3,))
     assert strategy.seen and all(len(context.events) == 3 for context in strategy.seen)
     assert all(event.event != "impression" for context in strategy.seen for event in context.events)
     interactions = dataset.interactions
@@ -72,10 +72,10 @@ def test_parts_scored_by_their_own_strategy_pool_to_the_whole():
     dataset = planted_dataset(n_users=200, n_items=40)
     split = holdout.holdout_split(dataset)
     strategy = ToyStrategy().fit(split.train)
-    whole = holdout.evaluate(strategy, dataset, split)
+    whole = holdout.evaluate(strategy, split)
     half = len(split.cold_user_ids) // 2
     parts = [(strategy, split.cold_user_ids[:half]), (ToyStrategy().fit(split.train), split.cold_user_ids[half:])]
-    pooled = holdout.evaluate_parts(parts, dataset, split)
+    pooled = holdout.evaluate_parts(parts, split)
     for reveal in ("0", "3"):
         assert pooled["new_user"][reveal]["users"] == whole["new_user"][reveal]["users"] > 0
         for name in ("ndcg", "recall", "hr", "mrr", "coverage"):

@@ -1,10 +1,11 @@
 """The held-out check that guards activation: a seeded share of the users scored as new users.
 
 A training run removes the held-out users from a first fit and scores them as brand-new
-visitors, revealing 0 and then 3 of their first events (the new-user protocol of
-``evaluation.protocols`` and the runner's ``score_top_k``: the full candidate set, never an item
-the user already has). Events count as revealed only where ``ContextBuilder`` counts them as
-context, so impressions never do, as in serving. The result is the ``metrics`` of a
+visitors, revealing 0 and then 3 of their first events: the new-user protocol of
+``evaluation.protocols`` (``reveal_rank``, ``cold_user_masks``, ``cold_users``) scored by the
+runner's ``score_cold_users`` (the full candidate set, never an item the user already has).
+Events count as revealed only where ``ContextBuilder`` counts them as context, so impressions
+never do, as in serving. The result is the ``metrics`` of a
 ``ModelVersion``; its ``key_value`` (NDCG@10 at reveal 0) is what the guardrail compares.
 
 Which users are held out is decided per user by a seeded hash of the user id, not by drawing
@@ -25,10 +26,10 @@ import pandas as pd
 
 from ..data.dataset import Dataset
 from ..strategies.base import Strategy
-from ..strategies.context import CONTEXT_EVENT_TYPES, HISTORY_MAX_EVENTS, ContextBuilder
-from .metrics import METRIC_NAMES, ranking_metrics
-from .protocols import interacting_user_ids, relevance_matrix, relevant_mask
-from .runner import score_top_k
+from ..strategies.context import HISTORY_MAX_EVENTS
+from .metrics import METRIC_NAMES
+from .protocols import cold_user_masks, cold_users, in_reveal_order, interacting_user_ids, relevant_mask, reveal_rank
+from .runner import score_cold_users
 
 KEY_METRIC = "ndcg"
 KEY_K = 10
@@ -53,26 +54,15 @@ class HoldoutPlan:
 
 @dataclass
 class HoldoutSplit:
-    """Held-out users and the row masks the new-user protocol needs (rows of the full dataset)."""
+    """Held-out users and the row masks the new-user protocol needs (rows of ``dataset``)."""
 
+    dataset: Dataset  # the whole snapshot, in reveal order (``protocols.in_reveal_order``)
     train: Dataset
     cold_user_ids: np.ndarray
     cold_rows: np.ndarray  # interaction rows of the held-out users
-    rank: np.ndarray  # per row: how many earlier context events its user has; -1 where the row is no context event
+    rank: np.ndarray  # per row: ``reveal_rank``, how many earlier context events its user has (-1: no context event)
     relevant: np.ndarray  # per row: counts as relevant
     info: dict = field(default_factory=dict)
-
-
-def context_event_rank(dataset: Dataset) -> np.ndarray:
-    """Per interaction row: how many earlier context events its user has; -1 for other rows.
-
-    Only events ``ContextBuilder`` counts as context (everything but impressions) take a place
-    in the order "the first n events": a shelf shown to a visitor is not something they did.
-    """
-    counts = dataset.interactions["event"].isin(CONTEXT_EVENT_TYPES).to_numpy()
-    rank = np.full(len(counts), -1, dtype=np.int64)
-    rank[counts] = dataset.interactions[counts].groupby("user_id", sort=False).cumcount().to_numpy()
-    return rank
 
 
 def held_out_user_ids(user_ids: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -84,7 +74,12 @@ def held_out_user_ids(user_ids: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 def holdout_split(dataset: Dataset, plan: HoldoutPlan = HoldoutPlan()) -> HoldoutSplit | None:
-    """Hold out ``plan.share`` of the users with events (at most ``plan.max_users``); None when too few."""
+    """Hold out ``plan.share`` of the users with events (at most ``plan.max_users``); None when too few.
+
+    Where the dataset's row order is not time, its users' events are revealed in a seeded random
+    order (``protocols.in_reveal_order``), as the evaluation runner does.
+    """
+    dataset = in_reveal_order(dataset, plan.seed)
     user_ids = interacting_user_ids(dataset)
     n_cold = min(int(plan.max_users), int(round(len(user_ids) * plan.share)))
     if n_cold < 1 or n_cold >= len(user_ids):
@@ -93,10 +88,11 @@ def holdout_split(dataset: Dataset, plan: HoldoutPlan = HoldoutPlan()) -> Holdou
     info = {"users": int(n_cold), "share": plan.share, "seed": plan.seed,
             "positive_threshold": plan.positive_threshold, "k": KEY_K}
     return HoldoutSplit(
+        dataset=dataset,
         train=dataset.without_users(cold_user_ids),
         cold_user_ids=cold_user_ids,
         cold_rows=_rows_of(dataset, cold_user_ids),
-        rank=context_event_rank(dataset),
+        rank=reveal_rank(dataset),
         relevant=relevant_mask(dataset, plan.positive_threshold),
         info=info,
     )
@@ -111,25 +107,24 @@ def no_holdout_metrics(reason: str = "too few users with events to hold any out"
     return {"key_metric": KEY_METRIC_NAME, "key_value": None, "new_user": {}, "holdout": {"users": 0, "reason": reason}}
 
 
-def evaluate(strategy: Strategy, dataset: Dataset, split: HoldoutSplit, *, reveals: Sequence[int] = REVEALS,
-             k: int = KEY_K) -> dict:
+def evaluate(strategy: Strategy, split: HoldoutSplit, *, reveals: Sequence[int] = REVEALS, k: int = KEY_K) -> dict:
     """Metrics of ``strategy`` (fitted without the held-out users) on the held-out users.
 
     Returns the ``metrics`` dict recorded on a ``ModelVersion``: ``key_value`` (NDCG@10 at
     reveal 0, None when no held-out user has a relevant event), ``new_user`` ({reveal: {ndcg,
     recall, precision, hr, mrr, coverage, users}}) and ``holdout`` (the split's parameters).
     """
-    return evaluate_parts([(strategy, split.cold_user_ids)], dataset, split, reveals=reveals, k=k)
+    return evaluate_parts([(strategy, split.cold_user_ids)], split, reveals=reveals, k=k)
 
 
-def evaluate_parts(parts: Sequence[tuple[Strategy, np.ndarray]], dataset: Dataset, split: HoldoutSplit, *,
+def evaluate_parts(parts: Sequence[tuple[Strategy, np.ndarray]], split: HoldoutSplit, *,
                    reveals: Sequence[int] = REVEALS, k: int = KEY_K) -> dict:
     """``evaluate`` where each part of the held-out users is scored by its own strategy, pooled.
 
     ``parts`` are ``(strategy, user ids)``; each strategy must be new to its users (cross-fitting:
     a strategy whose blend was learned on one half of the held-out users scores the other half).
     """
-    results = {str(reveal): _pooled(parts, dataset, split.cold_rows, split.rank, split.relevant, reveal, k)
+    results = {str(reveal): _pooled(parts, split.dataset, split.cold_rows, split.rank, split.relevant, reveal, k)
                for reveal in reveals}
     key_result = results.get(str(KEY_REVEAL), {})
     return {
@@ -150,7 +145,7 @@ def fit_and_evaluate(make_strategy: Callable[[], Strategy], dataset: Dataset, pl
     if split is None:
         return no_holdout_metrics(), None
     strategy = make_strategy().fit(split.train)
-    return evaluate(strategy, dataset, split, reveals=reveals, k=k), strategy
+    return evaluate(strategy, split, reveals=reveals, k=k), strategy
 
 
 def score_new_users(strategy: Strategy, dataset: Dataset, cold_rows: np.ndarray, rank: np.ndarray,
@@ -184,18 +179,10 @@ def _pooled(parts, dataset: Dataset, cold_rows: np.ndarray, rank: np.ndarray, re
 def _score(strategy: Strategy, dataset: Dataset, cold_rows: np.ndarray, rank: np.ndarray, relevant: np.ndarray,
            reveal: int, k: int) -> tuple[dict, np.ndarray]:
     """Per-user metrics of ``strategy`` for the users of ``cold_rows``, and the item ids it showed."""
-    revealed = cold_rows & (rank >= 0) & (rank < reveal)
-    test = cold_rows & (rank >= reveal) & relevant
+    revealed, test = cold_user_masks(rank, cold_rows, relevant, reveal)
     user_ids = pd.unique(dataset.interactions["user_id"].to_numpy()[test])
-    item_index = pd.Index(strategy.item_ids)
-    known = relevance_matrix(dataset, user_ids, revealed, item_index=item_index)
-    wanted = relevance_matrix(dataset, user_ids, test, item_index=item_index)
-    wanted = (wanted - wanted.multiply(known)).tocsr()  # an item already had cannot be recommended
-    wanted.eliminate_zeros()
-    has_relevant = wanted.getnnz(axis=1) > 0
-    user_ids, known, wanted = user_ids[has_relevant], known[has_relevant], wanted[has_relevant]
-    if not len(user_ids):
+    users = cold_users(dataset, user_ids, revealed, test, HISTORY_MAX_EVENTS)
+    if not len(users):
         return {name: np.zeros(0) for name in METRIC_NAMES}, np.zeros(0, dtype=object)
-    contexts = ContextBuilder(HISTORY_MAX_EVENTS).from_dataset(dataset, user_ids, revealed)
-    top = score_top_k(strategy, contexts, known, k)
-    return ranking_metrics(top, wanted, k), strategy.item_ids[top[top >= 0]]
+    metrics, top = score_cold_users(strategy, dataset, users, k)
+    return metrics, dataset.item_ids[top[top >= 0]]

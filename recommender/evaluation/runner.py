@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from ..data.dataset import Dataset
 from ..strategies.base import Context, Strategy, top_k_batch
 from ..strategies.context import HISTORY_MAX_EVENTS, ContextBuilder
+from ..strategies.registry import get_strategy_class
 from .metrics import METRIC_NAMES, catalogue_coverage, ranking_metrics
 from .protocols import (REGIMES, ColdUsers, cold_user_masks, cold_users, in_reveal_order, new_item_split,
                         new_user_splits, regime_of, relevant_mask, reveal_rank, warm_split)
@@ -27,7 +28,7 @@ from .protocols import (REGIMES, ColdUsers, cold_user_masks, cold_users, in_reve
 PROTOCOLS = ("new-user", "new-item", "warm")
 BATCH_SIZE = 512
 MAX_CONTEXT_EVENTS = HISTORY_MAX_EVENTS
-__all__ = ["PROTOCOLS", "REGIMES", "evaluate", "regime_of", "score_top_k", "user_contexts"]
+__all__ = ["PROTOCOLS", "REGIMES", "evaluate", "regime_of", "score_cold_users", "score_top_k", "user_contexts"]
 
 
 @dataclass
@@ -66,11 +67,11 @@ def _means(values: Mapping[str, np.ndarray], selected: np.ndarray) -> dict[str, 
     return {name: float(values[name][selected].mean()) if selected.any() else 0.0 for name in METRIC_NAMES}
 
 
-def build_strategy(key: str, params: Mapping | None, seed: int, positive_threshold: float | None) -> Strategy:
-    """Instantiate ``key``; strategies that define ``positive_threshold`` get the task's one."""
-    from ..strategies.registry import get_strategy_class
-
-    klass = get_strategy_class(key)
+def build_strategy(key: str, params: Mapping | None, seed: int, positive_threshold: float | None,
+                   host_strategies: Mapping[str, str] | None = None) -> Strategy:
+    """Instantiate ``key`` (a built-in or one of ``host_strategies``); strategies that define
+    ``positive_threshold`` get the task's one."""
+    klass = get_strategy_class(key, host_strategies)
     params = dict(params or {})
     if "positive_threshold" in klass.default_params:
         params.setdefault("positive_threshold", positive_threshold)
@@ -114,6 +115,7 @@ def evaluate(
     new_item_ids: Sequence[str] | None = None,
     batch_size: int = BATCH_SIZE,
     horizons: Sequence[int | None] = (None,),
+    host_strategies: Mapping[str, str] | None = None,
 ) -> list[dict]:
     """Evaluate ``strategies`` (registry keys) on ``dataset`` under ``protocol``.
 
@@ -131,6 +133,9 @@ def evaluate(
         New-user protocol: which later positives are relevant. None is the long horizon (every
         later positive); N the positives among the next N events after the revealed ones. Each
         fitted strategy is scored on every horizon.
+    host_strategies
+        Strategies registered besides the built-in ones, {key: dotted path} (a shop's
+        ``RECOMMENDER["STRATEGIES"]``, passed in by the Django side).
 
     Where the dataset's event order is not time (``meta["order"] == "none"``), each user's
     events are first put in a seeded random order (``in_reveal_order``).
@@ -161,7 +166,7 @@ def evaluate(
 
     def fit(key: str, train: Dataset) -> tuple[Strategy, float]:
         started = time.perf_counter()
-        strategy = build_strategy(key, strategy_params.get(key), seed, positive_threshold).fit(train)
+        strategy = build_strategy(key, strategy_params.get(key), seed, positive_threshold, host_strategies).fit(train)
         return strategy, time.perf_counter() - started
 
     def score(key: str, reveal_key, horizon, strategy: Strategy, seconds: float, users: ColdUsers, candidates=None):
@@ -214,10 +219,21 @@ def _score_prepared(
     tally.skipped += prepared.skipped
     if not prepared.contexts:
         return
-    known = _align_columns(prepared.known, strategy, dataset)
-    top = score_top_k(strategy, prepared.contexts, known, k, _align_candidates(candidates, strategy, dataset), batch_size)
+    metrics, top = score_cold_users(strategy, dataset, prepared, k, candidates, batch_size)
+    tally.add(metrics, prepared.regimes, top)
+
+
+def score_cold_users(strategy: Strategy, dataset: Dataset, users: ColdUsers, k: int,
+                     candidates: np.ndarray | None = None, batch_size: int = BATCH_SIZE) -> tuple[dict, np.ndarray]:
+    """Per-user metrics @k of ``strategy`` for ``users``, and their top-k as dataset item positions.
+
+    The strategy's items may differ from the dataset's (products added since it was fitted):
+    what each user has and the candidates are re-indexed to the strategy's items first.
+    """
+    known = _align_columns(users.known, strategy, dataset)
+    top = score_top_k(strategy, users.contexts, known, k, _align_candidates(candidates, strategy, dataset), batch_size)
     top = _to_dataset_positions(top, strategy, dataset)
-    tally.add(ranking_metrics(top, prepared.relevant, k), prepared.regimes, top)
+    return ranking_metrics(top, users.relevant, k), top
 
 
 def _align_columns(matrix: sp.csr_matrix, strategy: Strategy, dataset: Dataset) -> sp.csr_matrix:

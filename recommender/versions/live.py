@@ -14,7 +14,7 @@ from .. import artifacts
 from ..data.dataset import Dataset
 from ..data.snapshot import build_dataset_from_db
 from ..evaluation import holdout
-from ..evaluation.protocols import relevant_mask
+from ..evaluation.protocols import relevant_mask, reveal_rank
 from ..models import ModelVersion
 from . import specs
 
@@ -28,7 +28,7 @@ def evaluate_active(dataset: Dataset | None = None, *, k: int = holdout.KEY_K) -
     """
     dataset = dataset if dataset is not None else build_dataset_from_db()
     first_seen = dataset.interactions.groupby("user_id", sort=False)["timestamp"].transform("min").to_numpy()
-    rank = holdout.context_event_rank(dataset)
+    rank = reveal_rank(dataset)
     relevant = relevant_mask(dataset, specs.holdout_plan().positive_threshold)
     results = {}
     for version in ModelVersion.objects.filter(status=Status.ACTIVE).order_by("strategy"):

@@ -199,7 +199,7 @@ def _train_and_save(run: records.RunRecorder, spec: specs.StrategySpec, params: 
     else:
         evaluated = klass(**evaluation_params).fit(split.train)
         run.stage("evaluate", 0.4)
-        metrics = holdout.evaluate(evaluated, dataset, split)
+        metrics = holdout.evaluate(evaluated, split)
     run.timed("evaluate", time.monotonic() - started)
 
     if refit or evaluated is None:

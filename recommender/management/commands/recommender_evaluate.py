@@ -5,8 +5,10 @@ import pandas as pd
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from recommender.data.dataset import EVENT_ORDERS
+from recommender.conf import settings
+from recommender.data.dataset import EVENT_ORDERS, Dataset
 from recommender.evaluation.runner import PROTOCOLS, evaluate
+from recommender.strategies.registry import get_strategy_class
 
 JSON_KEYS = ("strategy", "reveal", "horizon", "ndcg", "recall", "precision", "hr", "mrr", "coverage", "users",
              "fit_seconds")
@@ -50,13 +52,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **options):
-        from recommender.data.dataset import Dataset
-        from recommender.strategies.registry import get_strategy_class
-
         keys = [key.strip() for key in options["strategies"].split(",") if key.strip()]
         for key in keys:
             try:
-                get_strategy_class(key)
+                get_strategy_class(key, settings.STRATEGIES)
             except (ImportError, ImproperlyConfigured) as exc:
                 raise CommandError(f"Strategy {key!r} cannot be loaded: {exc}") from exc
         if options["folds"] < 2 or options["k"] < 1:
@@ -84,7 +83,7 @@ class Command(BaseCommand):
                 dataset, keys, protocol=options["protocol"], reveal=_int_list(options["reveal"]), folds=options["folds"],
                 k=options["k"], positive_threshold=options["positive_threshold"], seed=options["seed"],
                 progress=not options["no_progress"], holdout_items=options["holdout_items"], new_item_ids=new_item_ids,
-                horizons=(None,) if horizon is None else (None, horizon),
+                horizons=(None,) if horizon is None else (None, horizon), host_strategies=settings.STRATEGIES,
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
