@@ -224,8 +224,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description=_("status"))
     def serving_status(self, version):
         if version.status == ModelVersion.Status.ACTIVE:
-            return format_html("<strong>{}</strong>: serving shoppers now (since {})", version.get_status_display(),
-                               version.activated_at or "—")
+            since = date_format(timezone.localtime(version.activated_at), "DATETIME_FORMAT") if version.activated_at else "—"
+            return format_html("<strong>{}</strong>: serving shoppers now (since {})", version.get_status_display(), since)
         return version.get_status_display()
 
     @admin.display(description=_("last heartbeat"))

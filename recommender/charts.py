@@ -22,11 +22,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 WIDTH, HEIGHT, DPI = 9.0, 3.6, 100
-MAX_SERIES = 8
+# Colours that stay apart for the few series a chart draws (matplotlib's "tab10" without grey):
+# a chart never draws more series than it has colours.
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+MAX_SERIES = len(COLOURS)
 MAX_BARS = 12
 MAX_LABEL_LENGTH = 40
-# Colours that stay apart for the few series a chart draws (matplotlib's "tab10" without grey).
-COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 LINE_STYLES = ("-", "--", ":", "-.")
 
 
@@ -118,17 +119,22 @@ def metric_history(history: Mapping[str, Mapping[str, Sequence[float | None]]], 
     One colour per strategy (at most ``MAX_SERIES``), one line style per series (e.g. the
     number of revealed events); the x axis counts versions back from each strategy's newest,
     so strategies trained minutes or months apart line up by version, not by training time.
+    While every strategy has a single version there is no history yet: grouped bars instead.
     """
+    strategies = [(name, {key: _finite(values) for key, values in per_series.items()})
+                  for name, per_series in history.items()]
+    strategies = [(name, per_series) for name, per_series in strategies
+                  if any(len(values) and not np.isnan(values).all() for values in per_series.values())]
+    series_names = list(dict.fromkeys(key for _, per_series in strategies for key in per_series))
+    if strategies and all(len(values) <= 1 for _, per_series in strategies for values in per_series.values()):
+        newest = {key: [per_series[key][-1] if len(per_series.get(key, ())) else None for _, per_series in strategies]
+                  for key in series_names}
+        return grouped_bars([name for name, _ in strategies], newest, f"{title} (one version each so far)", ylabel)
     with _plain_text():
         figure, axes = _figure()
         axes.set_title(title, loc="left", fontsize=11)
-        strategies = [(name, {key: _finite(values) for key, values in per_series.items()})
-                      for name, per_series in history.items()]
-        strategies = [(name, per_series) for name, per_series in strategies
-                      if any(len(values) and not np.isnan(values).all() for values in per_series.values())]
         if not strategies:
             return _empty(figure, axes, empty_message)
-        series_names = list(dict.fromkeys(key for _, per_series in strategies for key in per_series))
         longest = 1
         for number, (name, per_series) in enumerate(strategies[:MAX_SERIES]):
             colour = COLOURS[number % len(COLOURS)]
@@ -197,7 +203,10 @@ def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], t
             values = _finite(list(values)[: len(groups)])
             axes.bar(positions[: len(values)] + (index - (len(shown) - 1) / 2) * width, values, width,
                      label=label(name), color=COLOURS[index % len(COLOURS)])
-        axes.set_xticks(positions, [label(group) for group in groups], fontsize=8)
+        names = [label(group) for group in groups]
+        # Side by side, more than a few names run into each other: slant them.
+        slanted = len(names) > 4 or sum(map(len, names)) > 60
+        axes.set_xticks(positions, names, fontsize=8, rotation=30 if slanted else 0, ha="right" if slanted else "center")
         axes.set_ylabel(ylabel)
         axes.grid(axis="y", alpha=0.3)
         _legend(axes, len(series) - MAX_SERIES)

@@ -117,7 +117,7 @@ def test_the_offline_history_is_by_version_with_one_colour_per_strategy():
         seen["xlabel"] = axes.get_xlabel()
         return original(figure, *args, **kwargs)
 
-    history = {f"strategy-{number}": {"0 events": [0.1, 0.2, 0.3], "3 events": [0.2, 0.3, 0.4]} for number in range(9)}
+    history = {f"strategy-{number}": {"0 events": [0.1, 0.2, 0.3], "3 events": [0.2, 0.3, 0.4]} for number in range(12)}
     Figure.savefig = spy
     try:
         charts.metric_history(history, "t", "NDCG@10")
@@ -125,3 +125,25 @@ def test_the_offline_history_is_by_version_with_one_colour_per_strategy():
         Figure.savefig = original
     assert len(seen["colours"]) == charts.MAX_SERIES and len(set(seen["colours"].values())) == charts.MAX_SERIES
     assert seen["ticks"] == ["-2", "-1", "newest"] and "versions back" in seen["xlabel"]
+
+
+def test_a_first_version_of_each_strategy_is_drawn_as_bars():
+    """With one version per strategy there is no history to draw lines of: one bar per strategy and reveal."""
+    from matplotlib.figure import Figure
+
+    seen = {}
+    original = Figure.savefig
+
+    def spy(figure, *args, **kwargs):
+        axes = figure.axes[0]
+        seen["bars"] = len(axes.patches)
+        seen["groups"] = [tick.get_text() for tick in axes.get_xticklabels()]
+        return original(figure, *args, **kwargs)
+
+    Figure.savefig = spy
+    try:
+        charts.metric_history({"hybrid": {"0 events": [0.19], "3 events": [0.17]}, "popularity": {"0 events": [0.11]}},
+                              "t", "NDCG@10")
+    finally:
+        Figure.savefig = original
+    assert seen["groups"] == ["hybrid", "popularity"] and seen["bars"] == 4  # popularity's missing bar is NaN
