@@ -24,6 +24,7 @@ from django.core.files import File
 from . import artifacts
 from .catalog import get_adapter
 from .conf import settings
+from .strategies.text import DEFAULT_TEXT_MODEL, EmbeddingCache, SentenceEncoder, items_text
 
 
 def shared_cache_name(model: str) -> str:
@@ -39,9 +40,7 @@ def _digest(path: Path) -> str | None:
 @contextlib.contextmanager
 def shared_embedding_cache(model: str | None = None):
     """Yield a local path holding the shared cache of ``model``; upload it back if it changed."""
-    from .strategies.text import configured_text_model
-
-    name = shared_cache_name(model or configured_text_model())
+    name = shared_cache_name(model or settings.TEXT_MODEL or DEFAULT_TEXT_MODEL)
     storage = artifacts.get_storage()
     with tempfile.TemporaryDirectory(prefix="recommender-embeddings-") as local_dir:
         local = Path(local_dir) / "embeddings.npz"
@@ -61,9 +60,7 @@ def embed_products() -> dict:
     Returns ``{"products": n, "embedded": m, "model": name}``; ``embedded`` is 0 when nothing
     changed. Raises ``TextModelUnavailable`` (with what to install) without the text model.
     """
-    from .strategies.text import EmbeddingCache, SentenceEncoder, configured_text_model, items_text
-
-    model = configured_text_model()
+    model = settings.TEXT_MODEL or DEFAULT_TEXT_MODEL
     rows = list(get_adapter().iter_rows())
     if not rows:
         return {"products": 0, "embedded": 0, "model": model}
@@ -71,7 +68,8 @@ def embed_products() -> dict:
     items.index = pd.Index(items.pop("pk").map(str), name="item_id")
     texts = items_text(items)
     with shared_embedding_cache(model) as path:
-        encoder = SentenceEncoder(model=model, cache=EmbeddingCache.load(path, model))
+        encoder = SentenceEncoder(model=model, cache=EmbeddingCache.load(path, model),
+                                  device=settings.TEXT_MODEL_DEVICE, threads=settings.TEXT_MODEL_THREADS)
         encoder.encode(texts)
         if encoder.embedded_count:
             encoder.cache.save(path)

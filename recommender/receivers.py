@@ -17,6 +17,7 @@ from django.utils import timezone
 from . import events
 from .conf import settings
 from .signals import cart_changed, order_placed
+from .tasks import record_events_task
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +101,6 @@ def record_order(sender, items, request=None, user=None, order_id=None, placed_a
 
 def _queue_order(batch, owner, batch_key):
     """Record the order through a Celery task once the host's transaction commits."""
-    from .tasks import record_events_task
-
     user, visitor_key = owner
     now = timezone.now()
     # JSON for the broker: product ids and ISO timestamps (stamped now: the task may run later).

@@ -4,17 +4,18 @@ import pytest
 
 from recommender import artifacts, embeddings
 from recommender.catalog import get_adapter
-from recommender.strategies.text import TextModelUnavailable, configured_text_model, load_text_model
+from recommender.conf import settings
+from recommender.strategies.text import TextModelUnavailable, load_text_model
 from recommender.testing.factories import make_product
 
 
 @pytest.fixture
 def text_model():
     try:
-        load_text_model()
+        load_text_model(settings.TEXT_MODEL)
     except TextModelUnavailable as missing:
         pytest.skip(str(missing))
-    return configured_text_model()
+    return settings.TEXT_MODEL
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from recommender.strategies import text
 from recommender.strategies.base import Context, Event, Strategy
 from recommender.strategies.content import ContentStrategy, TfidfContentStrategy
 from recommender.strategies.registry import create_strategy
+from recommender.versions import specs
 from recommender.testing.contract import StrategyContract
 from recommender.testing.factories import planted_dataset
 
@@ -42,7 +43,7 @@ def embedded_texts(monkeypatch):
     """Stand in a fast deterministic embedding for the model and record every text it embeds."""
     seen = []
 
-    def embed(texts, model=None, batch_size=64):
+    def embed(texts, model=None, batch_size=64, threads=None, device=None):
         seen.extend(texts)
         codes = np.array([[sum(map(ord, t)) * (i + 1) % 97 + 1 for i in range(8)] for t in texts], np.float32)
         return text.l2_normalise(codes)
@@ -90,7 +91,7 @@ def test_cache_of_another_model_is_not_reused(tmp_path):
 def test_missing_text_model_falls_back_to_tfidf(planted, caplog):
     """A TEXT_MODEL that cannot be loaded gives the TF-IDF fallback and a log line saying what to install."""
     with caplog.at_level(logging.WARNING, logger="recommender.strategies.text"):
-        strategy = ContentStrategy(encoder="auto").fit(planted)
+        strategy = specs.resolve("content").build(encoder="auto").fit(planted)
     assert isinstance(strategy.encoder_, text.TfidfEncoder)
     assert strategy.encoder_.analyzer == "char_wb"
     assert "pip install" in caplog.text and "/no/such/model/directory" in caplog.text
@@ -101,7 +102,7 @@ def test_missing_text_model_falls_back_to_tfidf(planted, caplog):
 def test_sentence_encoder_required_is_a_clear_error(planted):
     """Asking for the sentence encoder explicitly when it is missing raises with the install hint."""
     with pytest.raises(text.TextModelUnavailable, match="pip install"):
-        ContentStrategy(encoder="sentence").fit(planted)
+        specs.resolve("content").build(encoder="sentence").fit(planted)
 
 
 def test_character_tfidf_handles_chinese_text():
@@ -200,7 +201,7 @@ def test_embed_texts_dedupes_sorts_and_restores_model_settings(monkeypatch):
     import torch
 
     model = _RecordingModel()
-    monkeypatch.setattr(text, "load_text_model", lambda model_name=None: model)
+    monkeypatch.setattr(text, "load_text_model", lambda model_name=None, device=None: model)
     threads_before = torch.get_num_threads()
     texts = ["a long banana text", "kiwi", "a long banana text", "fig tree"]
     vectors = text.embed_texts(texts, threads=1)

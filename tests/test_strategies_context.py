@@ -77,3 +77,52 @@ def test_from_dataset_gives_what_rows_give():
     from_rows = builder.events_from_rows(u1[["item_id", "event", "timestamp", "dwell_seconds", "value"]]
                                          .itertuples(index=False))
     assert from_rows == contexts[1].events
+
+
+def test_context_rows_mark_every_counting_event_and_no_impression():
+    """context_rows is the builder's rule over a Dataset's rows."""
+    from recommender.strategies.context import context_rows
+
+    events = ["view", "impression", "click", "cart", "purchase", "rating", "impression"]
+    dataset = Dataset(users=pd.DataFrame({"user_id": ["u"]}), items=pd.DataFrame({"item_id": ["a"]}),
+                      interactions=pd.DataFrame({"user_id": "u", "item_id": "a", "event": events}))
+    assert context_rows(dataset).tolist() == [ContextBuilder().counts(event) for event in events]
+    assert context_rows(dataset).tolist() == [event != "impression" for event in events]
+
+
+def _with_impression_floods(planted, item_id: str, per_user: int = 3) -> Dataset:
+    """``planted`` with every user shown ``item_id`` ``per_user`` times before their first event."""
+    users = planted.interactions["user_id"].unique()
+    first_time = planted.interactions.groupby("user_id")["timestamp"].min()
+    floods = pd.DataFrame({
+        "user_id": np.repeat(users, per_user), "item_id": item_id, "event": "impression",
+        "timestamp": np.repeat(first_time.reindex(users).to_numpy() - 1.0, per_user),
+    })
+    interactions = pd.concat([floods, planted.interactions], ignore_index=True).sort_values("timestamp", kind="stable")
+    return Dataset(users=planted.users, items=planted.items, interactions=interactions.reset_index(drop=True),
+                   meta=planted.meta)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["behavior", "generative"])
+def test_torch_strategies_never_train_on_impressions(key):
+    """Even where a shop gives impressions a weight, the sequences and histories the torch strategies
+    learn from are what a served context holds: the item only ever shown counts no training event."""
+    pytest.importorskip("torch")
+    from recommender.strategies.registry import create_strategy
+    from recommender.testing.factories import planted_dataset
+
+    planted = planted_dataset()
+    shown_only = str(planted.item_ids[-1])
+    planted = Dataset(users=planted.users, items=planted.items, meta=planted.meta,
+                      interactions=planted.interactions[planted.interactions["item_id"] != shown_only])
+    flooded = _with_impression_floods(planted, shown_only)
+    weights = {"impression": 1.0}
+    tiny = {"epochs": 1, "batch_size": 64, "threads": 1, "event_weights": weights}
+    strategy = create_strategy(key, **tiny).fit(flooded)
+    position = int(strategy.item_positions([shown_only])[0])
+    if key == "behavior":
+        assert strategy.item_counts[position] == 0 and strategy.id_rows[position] == 0
+    else:
+        assert position not in strategy.vocabulary_positions.tolist()
+    assert flooded.event_weights(weights)[flooded.interactions["event"].to_numpy() == "impression"].sum() > 0

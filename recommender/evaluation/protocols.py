@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from ..data.dataset import EVENT_ORDERS, Dataset
 from ..strategies.base import Context
-from ..strategies.context import CONTEXT_EVENT_TYPES, HISTORY_MAX_EVENTS, ContextBuilder
+from ..strategies.context import HISTORY_MAX_EVENTS, ContextBuilder, context_rows
 
 # What ``cold_users`` counts as a user's regime of known events: (smallest, largest, label).
 REGIMES = ((0, 0, "0"), (1, 2, "1-2"), (3, 9, "3-9"), (10, np.inf, "10+"))
@@ -117,7 +117,7 @@ def reveal_rank(dataset: Dataset) -> np.ndarray:
     Only events that count as context (``ContextBuilder``: everything but impressions) are
     revealed, so only they take a place in the order.
     """
-    counts = dataset.interactions["event"].isin(CONTEXT_EVENT_TYPES).to_numpy()
+    counts = context_rows(dataset)
     rank = np.full(len(counts), -1, dtype=np.int64)
     rank[counts] = dataset.interactions[counts].groupby("user_id", sort=False).cumcount().to_numpy()
     return rank

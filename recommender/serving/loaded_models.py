@@ -85,6 +85,7 @@ class LoadedModels:
                 _record_load_error(pk, exc)
                 return self.last_good.get(key)
             strategy.version_id = pk
+            strategy.set_score_cache_size(settings.SCORE_CACHE_MB)
             self.loaded[pk] = self.last_good[key] = strategy
             return strategy
 

@@ -22,9 +22,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from ..data.dataset import Dataset
-from .caching import LRUCache
+from .caching import DEFAULT_CACHE_MB, LRUCache
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +213,8 @@ class Strategy:
     # True: without session events the strategy has nothing of its own to say (it would only
     # repeat popularity), so serving asks the next strategy of the chain instead.
     needs_events: ClassVar[bool] = False
+    # Memory each bounded score cache of this strategy may use (``set_score_cache_size``).
+    score_cache_mb: float = DEFAULT_CACHE_MB
 
     def __init__(self, **params):
         unknown = set(params) - set(self.default_params) - {"seed"}
@@ -307,12 +311,19 @@ class Strategy:
     def _score_cache(self) -> LRUCache:
         cache = self.__dict__.get("_score_cache_")
         if cache is None:
-            cache = self.__dict__["_score_cache_"] = LRUCache.for_rows(self.n_items)
+            cache = self.__dict__["_score_cache_"] = LRUCache.for_rows(self.n_items, megabytes=self.score_cache_mb)
         return cache
 
     def clear_score_cache(self) -> None:
         """Forget cached single-context scores (called whenever the fitted state changes)."""
         self.__dict__.pop("_score_cache_", None)
+
+    def set_score_cache_size(self, megabytes: float) -> None:
+        """Let each of this strategy's score caches use up to ``megabytes`` (0: none); clears them."""
+        if isinstance(megabytes, bool) or float(megabytes) < 0:
+            raise ValueError(f"score cache size must be a number of megabytes >= 0, got {megabytes!r}")
+        self.score_cache_mb = float(megabytes)
+        self.clear_score_cache()
 
     def score(self, context: Context) -> np.ndarray:
         return self.score_batch([context])[0]
@@ -412,8 +423,6 @@ class Strategy:
     @classmethod
     def load(cls, directory) -> "Strategy":
         """Read a strategy written by ``save``; the class is taken from the artifact."""
-        from .registry import import_strategy_class
-
         directory = Path(directory)
         meta = json.loads((directory / "meta.json").read_text())
         if meta.get("format") != ARTIFACT_FORMAT:
@@ -439,6 +448,14 @@ class Strategy:
     def __repr__(self):
         state = "fitted" if self.fitted else "not fitted"
         return f"<{type(self).__name__} {self.key!r} {state}>"
+
+
+def import_strategy_class(path: str) -> type[Strategy]:
+    """The ``Strategy`` subclass at dotted ``path`` (``ImproperlyConfigured`` if it is not one)."""
+    klass = import_string(path)
+    if not (isinstance(klass, type) and issubclass(klass, Strategy)):
+        raise ImproperlyConfigured(f"{path} is not a subclass of recommender.strategies.base.Strategy")
+    return klass
 
 
 def _check_k(k) -> None:

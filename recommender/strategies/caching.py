@@ -7,7 +7,9 @@ profile tokens), never by the visitor. Cached arrays are made read-only so that 
 forgets to copy fails loudly instead of corrupting every later request.
 
 A strategy clears its caches whenever what they were computed from changes (fit, load, new
-items); a pickled strategy carries none (the caches restart empty).
+items); a pickled strategy carries none (the caches restart empty). Their size is a plain
+number (``Strategy.set_score_cache_size``): the serving side passes ``RECOMMENDER["SCORE_CACHE_MB"]``
+to every strategy it loads.
 
 One request's matrix-vector products are too small to gain from several BLAS threads, and on a
 busy machine the extra threads spin waiting for a core: a 10k × 128 product took 3 ms of CPU
@@ -43,10 +45,10 @@ class LRUCache:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_rows(cls, n_items: int, rows_per_entry: int = 1) -> "LRUCache":
-        """A cache of float32 score rows of ``n_items`` within ``RECOMMENDER["SCORE_CACHE_MB"]``."""
+    def for_rows(cls, n_items: int, rows_per_entry: int = 1, megabytes: float = DEFAULT_CACHE_MB) -> "LRUCache":
+        """A cache of float32 score rows of ``n_items`` within ``megabytes`` (0: no cache)."""
         entry_bytes = 4 * max(int(n_items), 1) * max(int(rows_per_entry), 1)
-        return cls(min(DEFAULT_MAX_ENTRIES, int(cache_megabytes() * 2**20 // entry_bytes)))
+        return cls(min(DEFAULT_MAX_ENTRIES, int(float(megabytes) * 2**20 // entry_bytes)))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -84,16 +86,6 @@ class LRUCache:
 def profile_key(tokens: dict) -> tuple:
     """Hashable key of a profile's tokens (order-free)."""
     return tuple(sorted(tokens.items()))
-
-
-def cache_megabytes() -> float:
-    """``RECOMMENDER["SCORE_CACHE_MB"]``, or the default when Django settings are not configured."""
-    try:
-        from ..conf import settings
-
-        return float(settings.SCORE_CACHE_MB)
-    except Exception:  # Django not configured: the numeric code stays usable without it
-        return float(DEFAULT_CACHE_MB)
 
 
 _blas = threading.local()

@@ -34,8 +34,8 @@ from ..data.dataset import DEFAULT_EVENT_WEIGHTS, Dataset
 from .base import Context, Strategy, top_k_batch
 from .caching import one_blas_thread
 from .context import HISTORY_MAX_EVENTS
-from .text import (EmbeddingCache, SentenceEncoder, TextModelUnavailable, TfidfEncoder, encoder_from_state,
-                   items_text, make_encoder, text_key)
+from .text import (DEFAULT_TEXT_MODEL, EmbeddingCache, SentenceEncoder, TextModelUnavailable, TfidfEncoder,
+                   encoder_from_state, items_text, make_encoder, text_key)
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +63,9 @@ def _cosine_rows(weights: sp.csr_matrix, vectors):
     return sp.diags((1.0 / np.where(norms > 0, norms, 1.0)).astype(np.float32)) @ taste
 
 
-def _event_weight_table(overrides: dict | None) -> dict[str, float]:
-    try:
-        from ..conf import settings
-
-        table = dict(settings.EVENT_WEIGHTS)
-    except Exception:  # Django not configured
-        table = dict(DEFAULT_EVENT_WEIGHTS)
-    return {**table, **(overrides or {})}
+def event_weight_table(overrides: dict | None) -> dict[str, float]:
+    """``DEFAULT_EVENT_WEIGHTS`` with ``overrides`` (the shop's ``EVENT_WEIGHTS``) over it."""
+    return {**DEFAULT_EVENT_WEIGHTS, **(overrides or {})}
 
 
 class ContentStrategy(Strategy):
@@ -81,7 +76,9 @@ class ContentStrategy(Strategy):
     encoder
         ``"auto"`` (sentence model, TF-IDF when it is not installed), ``"sentence"`` or ``"tfidf"``.
     text_model
-        Package name or model directory; None: ``RECOMMENDER["TEXT_MODEL"]``.
+        Package name or model directory of the sentence model; None: all-MiniLM-L6-v2.
+    text_model_device, text_model_threads
+        Where the sentence model runs and with how many CPU threads (None: the CPU, at most two).
     embedding_cache
         Path of an ``EmbeddingCache`` file to reuse and update (sentence encoder only).
     tfidf_analyzer, tfidf_ngram_range, tfidf_dim
@@ -105,7 +102,8 @@ class ContentStrategy(Strategy):
     popularity_weight
         How much the popularity prior adds to a cosine score (a tie-breaker among similar items).
     event_weights
-        Overrides of ``RECOMMENDER["EVENT_WEIGHTS"]``.
+        Weight of each event type (entries over ``DEFAULT_EVENT_WEIGHTS``); training passes the
+        shop's ``EVENT_WEIGHTS``.
     """
 
     key = "content"
@@ -113,6 +111,8 @@ class ContentStrategy(Strategy):
     default_params = {
         "encoder": "auto",
         "text_model": None,
+        "text_model_device": None,
+        "text_model_threads": None,
         "embedding_cache": None,
         "tfidf_analyzer": "char_wb",
         "tfidf_ngram_range": (2, 4),
@@ -134,10 +134,11 @@ class ContentStrategy(Strategy):
     def _make_encoder(self):
         cache = None
         if self.params["encoder"] != "tfidf" and self.params["embedding_cache"]:
-            model = self.params["text_model"] or SentenceEncoder().model
+            model = self.params["text_model"] or DEFAULT_TEXT_MODEL
             cache = EmbeddingCache.load(self.params["embedding_cache"], model)
         return make_encoder(
             self.params["encoder"], model=self.params["text_model"], cache=cache,
+            device=self.params["text_model_device"], threads=self.params["text_model_threads"],
             analyzer=self.params["tfidf_analyzer"], ngram_range=tuple(self.params["tfidf_ngram_range"]),
             dim=self.params["tfidf_dim"] and int(self.params["tfidf_dim"]), seed=self.seed,
         )
@@ -153,7 +154,7 @@ class ContentStrategy(Strategy):
         if self.params["word_tfidf_part"]:
             self.word_encoder_ = TfidfEncoder(analyzer="word", ngram_range=(1, 2), dim=None).fit(texts)
             self.word_vectors_ = self.word_encoder_.encode(texts)
-        self.event_weights_ = _event_weight_table(self.params["event_weights"])
+        self.event_weights_ = event_weight_table(self.params["event_weights"])
         self.recency_half_life_ = float(self.params["recency_half_life"])
         self.blend_weight_ = 1.0 if self.word_vectors_ is None else DEFAULT_BLEND_WEIGHT
         self.blend_validation_ = {}
@@ -414,7 +415,8 @@ class ContentStrategy(Strategy):
         state = json.loads((directory / "content.json").read_text())
         with np.load(directory / "content.npz", allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-        self.encoder_ = encoder_from_state(state["encoder"], arrays)
+        self.encoder_ = encoder_from_state(state["encoder"], arrays, device=self.params["text_model_device"],
+                                           threads=self.params["text_model_threads"])
         self.event_weights_ = state["event_weights"]
         # Artifacts from before the word TF-IDF part: the encoder alone, the configured half-life.
         self.blend_weight_ = float(state.get("blend_weight", 1.0))

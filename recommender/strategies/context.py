@@ -8,6 +8,11 @@ the held-out check that guards activation and the hybrid's validation build them
 the visitor's taste. Of the events that count, the newest ``max_events`` are kept, oldest
 first. No Django here: evaluation and training run without settings (the serving side passes
 ``SESSION_HISTORY_LENGTH`` in as ``max_events``).
+
+The same rule decides what training and evaluation may *reveal* of a user: ``context_rows``
+marks the interaction rows of a ``Dataset`` that count (``evaluation.protocols.reveal_rank``
+numbers them per user), so "the first 3 events" of a held-out user are their first 3 counting
+events, never an impression, and the torch strategies train on the sequences serving would see.
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ DEFAULT_MAX_EVENTS = 20
 # What offline evaluation and the strategies' own validation replay of a known user's history
 # (longer than a session: the new-item and warm protocols give a user's whole past as context).
 HISTORY_MAX_EVENTS = 50
+
+
+def context_rows(dataset: Dataset) -> np.ndarray:
+    """Whether each interaction row of ``dataset`` counts as context (every type but impressions)."""
+    return dataset.interactions["event"].isin(CONTEXT_EVENT_TYPES).to_numpy()
 
 
 @dataclass(frozen=True)
@@ -92,7 +102,7 @@ class ContextBuilder:
         ``row_mask`` selects rows of ``dataset.interactions`` (already in event order); rows of
         users not in ``user_ids`` are ignored, and rows that do not count as context are dropped.
         """
-        row_mask = np.asarray(row_mask, dtype=bool) & dataset.interactions["event"].isin(CONTEXT_EVENT_TYPES).to_numpy()
+        row_mask = np.asarray(row_mask, dtype=bool) & context_rows(dataset)
         rows = dataset.interactions[row_mask]
         if self.max_events is not None:
             rows = rows.groupby("user_id", sort=False).tail(int(self.max_events))

@@ -108,6 +108,9 @@ class DemographicStrategy(Strategy):
         Interaction weights (see ``popularity.interaction_weights``).
     neighbours
         Item neighbours kept for folding in revealed events.
+    event_weights
+        Weight of each event type, for training and for a context's events (None:
+        ``DEFAULT_EVENT_WEIGHTS``); training passes the shop's ``EVENT_WEIGHTS``.
     auto_tune
         Choose ``power`` and ``shrinkage`` on a validation split of the training users (the
         inner segment popularity tunes itself too).
@@ -124,6 +127,7 @@ class DemographicStrategy(Strategy):
         "positive_threshold": None,
         "neighbours": 50,
         "auto_tune": True,
+        "event_weights": None,
     }
 
     def _fit(self, dataset: Dataset) -> None:
@@ -144,7 +148,8 @@ class DemographicStrategy(Strategy):
         """
         self.segment_ = segment or SegmentPopularityStrategy(
             **(segment_params or {"weighting": self.params["weighting"], "auto_tune": self.params["auto_tune"]}),
-            positive_threshold=self.params["positive_threshold"], seed=self.seed,
+            positive_threshold=self.params["positive_threshold"], event_weights=self.params["event_weights"],
+            seed=self.seed,
         ).fit(dataset)
         self.encoder_ = self.segment_.encoder_
         # The prior already tokenised the training users: encode that table.
@@ -158,7 +163,8 @@ class DemographicStrategy(Strategy):
             np.log((1.0 + profiles.shape[0]) / (1.0 + document_frequency)) + 1.0 if self.params["idf"]
             else np.ones(self.encoder_.n_features)
         ).astype(np.float32)
-        weights = interaction_weights(dataset, self.params["weighting"], self.params["positive_threshold"])
+        weights = interaction_weights(dataset, self.params["weighting"], self.params["positive_threshold"],
+                                      event_weights=self.params["event_weights"])
         user_item = dataset.interaction_matrix(weights=weights.astype(np.float32))
         user_item.data = np.log1p(user_item.data)
         if with_events:
@@ -187,7 +193,7 @@ class DemographicStrategy(Strategy):
         # The segment prior is tuned once on the whole training data, then held fixed here.
         prior_strategy = SegmentPopularityStrategy(
             weighting=self.params["weighting"], positive_threshold=self.params["positive_threshold"],
-            auto_tune=self.params["auto_tune"], seed=self.seed).fit(dataset)
+            auto_tune=self.params["auto_tune"], event_weights=self.params["event_weights"], seed=self.seed).fit(dataset)
         self._full_data_prior = prior_strategy
         fixed = {key: prior_strategy.tuned_[key] for key in ("levels", "shrinkage", "weighting")}
         fixed.update(auto_tune=False, half_life_days=(prior_strategy.tuned_["half_life_seconds"] or 0) / 86400.0 or None)
@@ -258,7 +264,7 @@ class DemographicStrategy(Strategy):
         """
         cache = self.__dict__.get("_profile_rows")
         if cache is None:
-            cache = self.__dict__["_profile_rows"] = LRUCache.for_rows(len(self.item_ids))
+            cache = self.__dict__["_profile_rows"] = LRUCache.for_rows(len(self.item_ids), megabytes=self.score_cache_mb)
         tokens = self.encoder_.tokens(context.profile)
         return cache.get_or_compute(profile_key(tokens), lambda: self._single_profile_scores(context.profile, tokens))
 
@@ -282,6 +288,11 @@ class DemographicStrategy(Strategy):
         super().clear_score_cache()
         self.__dict__.pop("_profile_rows", None)
 
+    def set_score_cache_size(self, megabytes: float) -> None:
+        super().set_score_cache_size(megabytes)
+        if getattr(self, "segment_", None) is not None:
+            self.segment_.set_score_cache_size(megabytes)
+
     def _score_cache_key(self, context: Context):
         if (self.item_positions(context.event_item_ids) >= 0).any():
             return None
@@ -291,7 +302,7 @@ class DemographicStrategy(Strategy):
         if len(contexts) == 1:
             return self._single_score(contexts[0])
         scores = self._profile_scores(contexts)
-        query = event_query_matrix(contexts, self._item_index)
+        query = event_query_matrix(contexts, self._item_index, event_weights=self.params["event_weights"])
         known_events = np.diff(query.indptr)
         if known_events.any():
             event_scores = (query @ self.similarity_).toarray()
@@ -305,7 +316,7 @@ class DemographicStrategy(Strategy):
     def _single_score(self, context: Context) -> np.ndarray:
         """``_score_batch`` of one context: the cached profile row, events as a CSR row sum."""
         scores = self._profile_row(context)
-        positions, weights = event_query_row(context, self._item_index)
+        positions, weights = event_query_row(context, self._item_index, event_weights=self.params["event_weights"])
         if len(positions):
             event_scores = weighted_row_sum(self.similarity_, positions, weights)
             total = event_scores.sum()

@@ -40,7 +40,8 @@ from ..evaluation.protocols import (cold_user_masks, cold_users, in_reveal_order
                                     relevance_matrix, relevant_mask, reveal_rank)
 from .base import Context, Strategy, index_positions, top_k_batch
 from .caching import LRUCache, one_blas_thread
-from .context import HISTORY_MAX_EVENTS, ContextBuilder
+from .context import CONTEXT_EVENT_TYPES, HISTORY_MAX_EVENTS, ContextBuilder
+from .registry import get_strategy_class
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def regime_positions(contexts: Sequence[Context], item_index: pd.Index | None = 
     """
     counts = np.zeros(len(contexts), dtype=np.int64)
     for row, context in enumerate(contexts):
-        items = [event.item_id for event in context.events if event.event != "impression"]
+        items = [event.item_id for event in context.events if event.event in CONTEXT_EVENT_TYPES]
         if context.product_id is not None:
             items.append(context.product_id)
         counts[row] = len(items) if item_index is None else int((index_positions(item_index, items) >= 0).sum())
@@ -142,8 +143,13 @@ class HybridStrategy(Strategy):
         with a warning.
     component_params
         ``{key: params}`` passed to each component.
+    component_paths
+        ``{key: dotted path}`` of components that are not built in (training fills it from the
+        shop's ``RECOMMENDER["STRATEGIES"]``).
     positive_threshold
         Ratings at or above it are relevant when learning weights (and passed to components).
+    event_weights
+        Weight of each event type, passed to every component that takes one (None: theirs).
     validation_share, max_validation_users
         Share (and cap) of training users replayed as cold visitors to learn the weights.
     validation_new_item_share
@@ -162,7 +168,9 @@ class HybridStrategy(Strategy):
     default_params = {
         "components": list(DEFAULT_COMPONENTS),
         "component_params": {},
+        "component_paths": {},
         "positive_threshold": None,
+        "event_weights": None,
         "validation_share": 0.2,
         "max_validation_users": 1000,
         "validation_new_item_share": 0.1,
@@ -190,18 +198,17 @@ class HybridStrategy(Strategy):
     # --- components ----------------------------------------------------------------------------
     def _component_params(self, key: str, klass) -> dict:
         params = dict((self.params["component_params"] or {}).get(key, {}))
-        if "positive_threshold" in klass.default_params:
-            params.setdefault("positive_threshold", self.params["positive_threshold"])
+        for shared in ("positive_threshold", "event_weights"):
+            if shared in klass.default_params and self.params[shared] is not None:
+                params.setdefault(shared, self.params[shared])
         return params
 
     def _fit_components(self, keys: Sequence[str], dataset: Dataset) -> dict[str, Strategy]:
         """Fit each component on ``dataset``; those that cannot be imported or fitted are skipped."""
-        from .registry import get_strategy_class
-
         components = {}
         for key in keys:
             try:
-                klass = get_strategy_class(key)
+                klass = get_strategy_class(key, self.params["component_paths"])
             except (ImportError, ImproperlyConfigured) as error:
                 self.skipped_components_[key] = f"not importable: {error}"
                 logger.warning("Hybrid: skipping component %r, it cannot be imported (%s)", key, error)
@@ -466,6 +473,11 @@ class HybridStrategy(Strategy):
         self.__dict__.pop("_blend_weights_", None)
         self.__dict__.pop("_contribution_cache", None)
 
+    def set_score_cache_size(self, megabytes: float) -> None:
+        super().set_score_cache_size(megabytes)
+        for component in getattr(self, "components_", {}).values():
+            component.set_score_cache_size(megabytes)
+
     def _iter_contributions(self, contexts: Sequence[Context]):
         """Yield each component's weighted, normalised scores (n_contexts, n_items), in component order."""
         regimes = regime_positions(contexts, self._item_index)
@@ -490,7 +502,8 @@ class HybridStrategy(Strategy):
             self._blend_weights()  # drops cached contributions if the weights were replaced
             cache = self.__dict__.get("_contribution_cache")
             if cache is None:
-                cache = self.__dict__["_contribution_cache"] = LRUCache.for_rows(self.n_items, len(self.component_keys_))
+                cache = self.__dict__["_contribution_cache"] = LRUCache.for_rows(
+                    self.n_items, len(self.component_keys_), megabytes=self.score_cache_mb)
             regime = int(regime_positions([context], self._item_index)[0])
             return cache.get_or_compute((regime, keys), lambda: self._contributions([context])[:, 0])
 

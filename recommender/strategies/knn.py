@@ -155,6 +155,9 @@ class ItemKNNStrategy(Strategy):
         Interaction weights for the training matrix (see ``popularity.interaction_weights``).
     max_events_per_user
         Only each user's latest events build the similarity (bounds cost for heavy users).
+    event_weights
+        Weight of each event type, in the training matrix and for a context's events (None:
+        ``DEFAULT_EVENT_WEIGHTS``); training passes the shop's ``EVENT_WEIGHTS``.
     """
 
     key = "item_knn"
@@ -167,12 +170,14 @@ class ItemKNNStrategy(Strategy):
         "weighting": "events",
         "positive_threshold": None,
         "max_events_per_user": 200,
+        "event_weights": None,
     }
 
     def _fit(self, dataset: Dataset) -> None:
         from ..evaluation.protocols import event_rank_within_user
 
-        weights = interaction_weights(dataset, self.params["weighting"], self.params["positive_threshold"])
+        weights = interaction_weights(dataset, self.params["weighting"], self.params["positive_threshold"],
+                                      event_weights=self.params["event_weights"])
         counts = dataset.interactions.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
         recent = counts - event_rank_within_user(dataset) <= self.params["max_events_per_user"]
         user_item = dataset.interaction_matrix(weights=weights.astype(np.float32), mask=recent)
@@ -188,11 +193,12 @@ class ItemKNNStrategy(Strategy):
 
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
         if len(contexts) == 1:
-            positions, weights = event_query_row(contexts[0], self._item_index, self.params["recency_decay"])
+            positions, weights = event_query_row(contexts[0], self._item_index, self.params["recency_decay"],
+                                                 self.params["event_weights"])
             total = np.maximum(weights.sum(dtype=np.float32), np.float32(1e-12))
             scores = weighted_row_sum(self.similarity_, positions, weights * (np.float32(1.0) / total))
             return (scores + POPULARITY_TIE_BREAK * self.popularity_)[None, :]
-        query = event_query_matrix(contexts, self._item_index, self.params["recency_decay"])
+        query = event_query_matrix(contexts, self._item_index, self.params["recency_decay"], self.params["event_weights"])
         totals = np.asarray(query.sum(axis=1)).ravel()
         query = sp.diags(1.0 / np.maximum(totals, 1e-12)).astype(np.float32) @ query
         scores = (query @ self.similarity_).toarray()

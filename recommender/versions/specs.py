@@ -1,12 +1,17 @@
 """Strategy specs: the one place where settings become a training run's parameters.
 
 A ``StrategySpec`` is a strategy key, its class and the constructor params a run trains it
-with, resolved once per run from ``RECOMMENDER`` (``STRATEGIES``, ``RANDOM_SEED``,
-``TRAINING_PARAMS``). Below this boundary (``strategies/``, ``evaluation/``, ``data/``) nothing
-reads settings; see docs/architecture.md, "The training layer".
+with, resolved once per run from ``RECOMMENDER``: the class (``STRATEGIES``), the seed
+(``RANDOM_SEED``), the strategy's ``TRAINING_PARAMS``, and the shop-wide settings every strategy
+that takes them gets as params (``shared_params``: ``EVENT_WEIGHTS`` → ``event_weights``,
+``TEXT_MODEL`` / ``TEXT_MODEL_DEVICE`` / ``TEXT_MODEL_THREADS`` → ``text_model`` /
+``text_model_device`` / ``text_model_threads``); explicit ``TRAINING_PARAMS`` win. Below this
+boundary (``strategies/``, ``evaluation/``, ``data/``) nothing reads settings; see
+docs/architecture.md, "The training layer".
 
 A strategy built from other strategies (the hybrid) declares a ``component_params`` param; its
-spec lists its components, and each component gets the params it would be trained with alone.
+spec lists its components, each component gets the params it would be trained with alone, and
+a host's component gets its class path (``component_paths``).
 """
 
 from __future__ import annotations
@@ -47,9 +52,23 @@ def strategy_class(key: str) -> type[Strategy]:
     return registry.get_strategy_class(key, settings.STRATEGIES)
 
 
+def shared_params() -> dict:
+    """Params the shop's settings give every strategy whose ``default_params`` take them."""
+    return {
+        "event_weights": dict(settings.EVENT_WEIGHTS),
+        "text_model": settings.TEXT_MODEL,
+        "text_model_device": settings.TEXT_MODEL_DEVICE,
+        "text_model_threads": settings.TEXT_MODEL_THREADS,
+    }
+
+
 def own_params(key: str) -> dict:
-    """Params of ``key`` as configured for training: the seed, then ``TRAINING_PARAMS[key]``."""
-    return {"seed": settings.RANDOM_SEED, **(settings.TRAINING_PARAMS or {}).get(key, {})}
+    """Params of ``key`` as configured for training: the seed, the shared settings it takes,
+    then ``TRAINING_PARAMS[key]``."""
+    taken = strategy_class(key).default_params
+    return {"seed": settings.RANDOM_SEED,
+            **{name: value for name, value in shared_params().items() if name in taken},
+            **(settings.TRAINING_PARAMS or {}).get(key, {})}
 
 
 def resolve(key: str) -> StrategySpec:
@@ -64,6 +83,9 @@ def resolve(key: str) -> StrategySpec:
                         **explicit.get(component, {})}
             for component in components
         }
+        if "component_paths" in klass.default_params:
+            host = settings.STRATEGIES or {}
+            params["component_paths"] = {component: host[component] for component in components if component in host}
     return StrategySpec(key=key, strategy_class=klass, params=params, component_keys=tuple(components))
 
 

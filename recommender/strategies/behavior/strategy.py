@@ -32,6 +32,7 @@ import pandas as pd
 from ...data.dataset import Dataset
 from ...data.features import ProfileEncoder
 from ..base import Context, Event, Strategy
+from ..context import context_rows
 from ..text import SentenceEncoder, TfidfEncoder, encoder_from_state, items_text, make_encoder
 from ..torch_support import (
     load_torch_state,
@@ -69,6 +70,11 @@ class BehaviorStrategy(Strategy):
         "dropout": 0.1,
         "content_dim": 64,
         "text_encoder": "tfidf",
+        # The sentence model of ``text_encoder="minilm"``: package or directory (None: the
+        # default model), device and CPU threads (None: the CPU, at most two threads).
+        "text_model": None,
+        "text_model_device": None,
+        "text_model_threads": None,
         "tfidf_analyzer": "char_wb",
         "epochs": 10,
         "patience": 2,
@@ -84,6 +90,9 @@ class BehaviorStrategy(Strategy):
         "max_seconds": 120.0,
         # One thread: on a shared 2-core machine a second OpenMP thread spin-waits for a core.
         "threads": 1,
+        # Weight of each event type (None: ``DEFAULT_EVENT_WEIGHTS``); events weighing 0 are
+        # left out of the training sequences. Training passes the shop's ``EVENT_WEIGHTS``.
+        "event_weights": None,
     }
 
     def __init__(self, **params):
@@ -106,7 +115,8 @@ class BehaviorStrategy(Strategy):
         texts = dataset.item_text()
         self.text_encoder = self._make_text_encoder(len(texts)).fit(texts)
         self.content = np.asarray(self.text_encoder.encode(texts), dtype=np.float32)
-        mask = (dataset.event_weights() > 0) & (dataset.item_codes >= 0)
+        # The sequences are what a served context would hold: never impressions.
+        mask = (dataset.event_weights(self.params["event_weights"]) > 0) & context_rows(dataset) & (dataset.item_codes >= 0)
         self.item_counts = np.bincount(dataset.item_codes[mask], minlength=dataset.n_items).astype(np.float64)
         # Id row 0 is the shared zero row of items without training interactions.
         self.id_rows = np.zeros(dataset.n_items, dtype=np.int64)
@@ -132,7 +142,8 @@ class BehaviorStrategy(Strategy):
                  "dim": int(params["content_dim"]), "seed": self.seed,
                  "min_df": 2 if n_texts >= SMALL_TEXT_CATALOGUE else 1}
         if params["text_encoder"] == "minilm":
-            return make_encoder("auto", **tfidf)
+            return make_encoder("auto", model=params["text_model"], device=params["text_model_device"],
+                                threads=params["text_model_threads"], **tfidf)
         return TfidfEncoder(**tfidf)
 
     def _build_network(self, torch):
@@ -226,10 +237,12 @@ class BehaviorStrategy(Strategy):
     def _load_text_encoder(self, directory: Path, state: dict):
         if "text_encoder" in state:
             with np.load(directory / "text_encoder.npz", allow_pickle=False) as arrays:
-                return encoder_from_state(state["text_encoder"], dict(arrays))
+                return encoder_from_state(state["text_encoder"], dict(arrays), device=self.params["text_model_device"],
+                                          threads=self.params["text_model_threads"])
         # Artifacts written before behavior used the shared encoders of strategies/text.py.
         if read_json(directory / "text_model.json")["kind"] == "minilm":
-            return SentenceEncoder()
+            return SentenceEncoder(model=self.params["text_model"], device=self.params["text_model_device"],
+                                   threads=self.params["text_model_threads"])
         encoder = self._make_text_encoder(0)
         options = {"analyzer": encoder.analyzer, "ngram_range": encoder.ngram_range, "dim": encoder.dim,
                    "max_features": encoder.max_features, "seed": encoder.seed}

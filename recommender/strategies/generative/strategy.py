@@ -36,6 +36,7 @@ import scipy.sparse as sp
 from ...data.dataset import Dataset
 from ...data.features import ProfileEncoder, describe_segment
 from ..base import Context, Strategy
+from ..context import context_rows
 from ..torch_support import (
     csr_bags,
     load_torch_state,
@@ -99,6 +100,9 @@ class GenerativeStrategy(Strategy):
         # One thread: the ops are small, and on a shared 2-core machine a second OpenMP thread
         # spin-waits for a core (measured 10× slower per step under load).
         "threads": 1,
+        # Weight of each event type (None: ``DEFAULT_EVENT_WEIGHTS``); an event weighing 0 is
+        # not a choice of the item. Training passes the shop's ``EVENT_WEIGHTS``.
+        "event_weights": None,
     }
 
     def __init__(self, **params):
@@ -137,8 +141,8 @@ class GenerativeStrategy(Strategy):
         self.network.eval()
 
     def _training_mask(self, dataset: Dataset) -> np.ndarray:
-        """Interactions that count as the user having chosen the item."""
-        mask = dataset.event_weights() > 0
+        """Interactions that count as the user having chosen the item (never an impression)."""
+        mask = (dataset.event_weights(self.params["event_weights"]) > 0) & context_rows(dataset)
         if self.params["positive_threshold"] is not None:
             mask &= dataset.is_positive(self.params["positive_threshold"])
         return mask & (dataset.item_codes >= 0)
