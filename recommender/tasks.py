@@ -177,7 +177,8 @@ def start_train_all(keys: Iterable[str] | None = None) -> TrainAll:
     composites = [key for key in ordered if specs.is_composite(key)]
     for key in ordered:
         task_ids[key] = str(uuid.uuid4())
-        waiting_for = [version.pk for version in started.versions.values()] if key in composites else ()
+        waiting_for = [version.pk for other, version in started.versions.items()
+                       if other not in composites] if key in composites else ()
         try:
             started.versions[key] = records.start_training(key, task_id=task_ids[key], waiting_for=waiting_for)
         except records.TrainingRefused as refused:

@@ -2,6 +2,8 @@
 
 import io
 
+import numpy as np
+
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
@@ -10,9 +12,10 @@ from recommender.conf import settings
 from recommender.data.snapshot import build_dataset_from_db
 from recommender.models import ModelVersion
 from recommender.serving import loaded_models
+from recommender.strategies.base import Context, Event
 from recommender.versions import run, specs
 
-from .training_support import FAILING_PATH, TOY_PATH, ToyStrategy, strategies_settings
+from .training_support import FAILING_PATH, TOY_BLEND_PATH, TOY_PATH, ToyBlend, ToyStrategy, strategies_settings
 from .training_support import fresh_versions_state, shop, toy  # noqa: F401 (fixtures)
 
 Status = ModelVersion.Status
@@ -113,3 +116,47 @@ def test_train_command_on_an_empty_shop_is_a_clear_error():
     with pytest.raises(CommandError, match="Nothing to train on"):
         call_command("recommender_train", "--sync", "--no-progress", "--strategy", "popularity")
     assert not ModelVersion.objects.exists()
+
+
+def test_the_in_process_train_all_hands_the_composite_what_it_just_trained(shop):
+    """recommender_train --sync's train_here: components first, then the composite serving those very fits."""
+    ToyBlend.fits_.clear()
+    with strategies_settings(toy=TOY_PATH, toy2=TOY_PATH, toy_blend=TOY_BLEND_PATH):
+        summaries = run.train_here(["toy_blend", "toy", "toy2"], build_dataset_from_db())
+    assert [summary["strategy"] for summary in summaries][-1] == "toy_blend"
+    assert all(summary["activated"] for summary in summaries)
+    blend = ModelVersion.objects.get(strategy="toy_blend")
+    components = {key: ModelVersion.objects.get(strategy=key).pk for key in ("toy", "toy2")}
+    assert blend.metrics["components_given"] == {key: {"version": pk, "same_run": True} for key, pk in components.items()}
+    assert sorted(ToyBlend.fits_) == ["toy", "toy2"]  # in its held-out check only
+    served = loaded_models.get_active_strategy("toy_blend")
+    assert sorted(served.components_) == ["toy", "toy2"]
+
+
+def test_a_composite_alone_reuses_the_active_components(shop):
+    """Training only the composite hands it the active component versions; a missing one it fits itself."""
+    ToyBlend.fits_.clear()
+    with strategies_settings(toy=TOY_PATH, toy2=TOY_PATH, toy_blend=TOY_BLEND_PATH):
+        toy = run.train_strategy("toy")
+        blend = run.train_strategy("toy_blend")
+    assert blend.status == Status.ACTIVE
+    assert blend.metrics["components_given"] == {"toy": {"version": toy.pk, "same_run": False}}
+    assert sorted(ToyBlend.fits_) == ["toy", "toy2", "toy2"]  # both in the held-out check, toy2 again for serving
+
+
+def test_the_hybrid_serves_the_component_versions_of_its_train_all(shop):
+    """The real hybrid, trained last by train_here, serves the item-kNN and segment popularity versions
+    trained just before it (the same fitted arrays), not refits of its own."""
+    training_params = {"hybrid": {"components": ["segment_popularity", "item_knn"]}}
+    with override_settings(RECOMMENDER={**settings.user_settings, "TRAINING_PARAMS": training_params}):
+        summaries = run.train_here(["hybrid", "segment_popularity", "item_knn"], build_dataset_from_db())
+    assert [summary["strategy"] for summary in summaries][-1] == "hybrid"
+    hybrid = ModelVersion.objects.get(strategy="hybrid")
+    knn = ModelVersion.objects.get(strategy="item_knn")
+    assert hybrid.metrics["components_given"]["item_knn"] == {"version": knn.pk, "same_run": True}
+    served = loaded_models.get_active_strategy("hybrid")
+    assert served.reused_components_ == ["segment_popularity", "item_knn"]
+    alone = loaded_models.get_active_strategy("item_knn")
+    context_item = str(build_dataset_from_db().item_ids[0])
+    context = Context(events=(Event(context_item, "view"),))
+    np.testing.assert_array_equal(served.components_["item_knn"].score(context), alone.score(context))

@@ -21,6 +21,7 @@ from recommender.testing.factories import make_product
 from recommender.versions import guardrail, records
 
 TOY_PATH = "tests.training_support.ToyStrategy"
+TOY_BLEND_PATH = "tests.training_support.ToyBlend"
 FAILING_PATH = "tests.training_support.FailingStrategy"
 BLOCKING_PATH = "tests.training_support.BlockingStrategy"
 CATEGORIES = ("Garden", "Kitchen")
@@ -45,6 +46,39 @@ class ToyStrategy(Strategy):
 
     def _load_state(self, directory):
         self.counts_ = np.load(Path(directory) / "counts.npy")
+
+
+class ToyBlend(Strategy):
+    """A composite like the hybrid: averages its components, serving fitted ones it is given.
+
+    ``fits_`` counts the components it fitted itself (a class-wide tally, for the tests).
+    """
+
+    key = "toy_blend"
+    label = "Toy blend"
+    default_params = {"components": ["toy", "toy2"], "component_params": {}}
+    fits_: list = []
+
+    def _fit(self, dataset, components=None):
+        given = dict(components or {})
+        self.given_ = sorted(given)
+        self.components_ = {}
+        for key in self.params["components"]:
+            if key in given:
+                self.components_[key] = given[key]
+            else:
+                ToyBlend.fits_.append(key)
+                self.components_[key] = ToyStrategy(**self.params["component_params"].get(key, {})).fit(dataset)
+
+    def _score_batch(self, contexts):
+        return np.mean([component.score_batch(contexts) for component in self.components_.values()], axis=0)
+
+    def _save_state(self, directory):
+        for key, component in self.components_.items():
+            component.save(Path(directory) / "components" / key)
+
+    def _load_state(self, directory):
+        self.components_ = {key: Strategy.load(Path(directory) / "components" / key) for key in self.params["components"]}
 
 
 class FailingStrategy(ToyStrategy):

@@ -205,7 +205,8 @@ def take_over(key: str, version_id: int, task_id: str) -> ModelVersion:
             raise TrainingRefused(f"version {version_id} is already being trained by task {version.task_id}")
         version.task_id = task_id or version.task_id
         version.stage = "queued"
-        version.timings = {"heartbeat": time.time()}
+        waiting_for = (version.timings or {}).get("waiting_for")  # kept: the runs this one came after
+        version.timings = {"heartbeat": time.time(), **({"waiting_for": waiting_for} if waiting_for else {})}
         version.save(update_fields=["task_id", "stage", "timings"])
     cache().set(LOCK_KEY.format(key), version.pk, timeout=settings.TRAINING_STALE_SECONDS)
     return version

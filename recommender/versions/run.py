@@ -9,6 +9,13 @@
 4. fit on all data, save the checksummed artifact, mark the row ``ready``;
 5. activate it only if the guardrail allows (``guardrail.activate_if_not_worse``).
 
+A strategy built from others (the hybrid) is trained after them and handed their fitted
+versions for step 4 (``fit(dataset, components=...)``): those trained by the same in-process
+run (``train_here``), else the active version of each component. It serves them instead of
+refitting each one; it learns its blend weights only on components it fits itself without its
+validation users, so handing it components fitted on every user leaks nothing into the weights.
+Step 3 hands it nothing: there, what it serves must not have seen the held-out users.
+
 Any exception marks the row ``failed`` with the error; the active version is never touched
 before step 5, and step 5 is one transaction. The params come from the run's ``StrategySpec``
 (``specs.resolve``), resolved once here. See docs/training.md.
@@ -19,7 +26,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 from django.utils import timezone
@@ -31,6 +39,7 @@ from ..data.snapshot import build_dataset_from_db
 from ..embeddings import shared_embedding_cache
 from ..evaluation import holdout
 from ..models import ModelVersion
+from ..strategies.base import Strategy
 from . import guardrail, records, specs
 from .records import TRANSIENT_ERRORS, RunAbandoned, TrainingRefused
 
@@ -41,6 +50,15 @@ Status = ModelVersion.Status
 # hybrid's second, all-data refit of its components is skipped there (it is done once, for the
 # version that is saved).
 EVALUATION_OVERRIDES = {"refit": False}
+
+
+@dataclass(frozen=True)
+class FittedVersion:
+    """A component's version and its fitted strategy, handed to a composite trained after it."""
+
+    version_id: int
+    strategy: Strategy
+    same_run: bool = False
 
 
 class NothingToTrain(ValueError):
@@ -66,6 +84,8 @@ def train_strategy(
     task_id: str = "",
     dataset: Dataset | None = None,
     activate_if_better: bool = True,
+    components: Mapping[str, FittedVersion] | None = None,
+    on_saved: Callable[[Strategy], None] | None = None,
 ) -> ModelVersion:
     """Train ``key``, evaluate, save and (guardedly) activate; return the row.
 
@@ -85,6 +105,11 @@ def train_strategy(
         database.
     activate_if_better
         False trains and saves without touching the active version.
+    components
+        For a composite (the hybrid): fitted component versions to serve instead of refitting
+        them (``train_here`` passes those it just trained). None: the active versions.
+    on_saved
+        Called with the fitted strategy once its artifact is saved.
 
     Returns
     -------
@@ -101,7 +126,7 @@ def train_strategy(
         version = records.start_training(key, task_id=task_id)
     try:
         with records.RunRecorder(version, progress) as run:
-            _run(run, spec, dataset, activate_if_better)
+            _run(run, spec, dataset, activate_if_better, components, on_saved)
     except RunAbandoned as exc:
         logger.warning("%s", exc)
     except TRANSIENT_ERRORS as exc:
@@ -125,19 +150,64 @@ def train_here(keys: Iterable[str], dataset: Dataset,
 
     The in-process form of a train-all (``recommender_train --sync``): the order is
     ``specs.trainable_strategy_keys`` (components first, the hybrid last), as in the Celery
-    canvas. ``progress_for(key)`` gives a context manager yielding the run's progress callable.
+    canvas, and the hybrid is handed the components this run activated (the active version of
+    the others). ``progress_for(key)`` gives a context manager yielding the run's progress callable.
     """
     check_trainable(dataset)
-    summaries = []
+    summaries, activated = [], {}
     for key in specs.trainable_strategy_keys(keys):
+        spec_components = None
+        if specs.is_composite(key):
+            spec_components = {**active_components(specs.resolve(key), dataset, exclude=activated), **activated}
         with (progress_for(key) if progress_for else contextlib.nullcontext()) as progress:
             try:
-                version = train_strategy(key, dataset=dataset, progress=progress)
+                version, strategy = _train(key, dataset=dataset, progress=progress, components=spec_components)
             except TrainingRefused as refused:
                 summaries.append(refused_summary(key, refused))
                 continue
+        if strategy is not None and version.status == Status.ACTIVE:
+            activated[key] = FittedVersion(version.pk, strategy, same_run=True)
         summaries.append(run_summary(version))
     return summaries
+
+
+def _train(key: str, **options) -> tuple[ModelVersion, Strategy | None]:
+    """``train_strategy``, also returning the strategy it saved (None when the run failed)."""
+    saved = {}
+    version = train_strategy(key, on_saved=lambda strategy: saved.setdefault("strategy", strategy), **options)
+    return version, saved.get("strategy")
+
+
+def active_components(spec: specs.StrategySpec, dataset: Dataset, exclude: Iterable[str] = (),
+                      same_run: Iterable[int] = ()) -> dict[str, FittedVersion]:
+    """The active version of each of ``spec``'s components that can serve on ``dataset``.
+
+    A version fitted on the first products of the dataset's catalogue in its order (an older
+    snapshot, before products were added) can; one whose artifact does not verify, or fitted on
+    other products, is left out (the composite fits that component itself). ``same_run``: ids of
+    the versions the same train-all trained (recorded as such).
+    """
+    same_run = set(same_run)
+    found = {}
+    for key in spec.component_keys:
+        version = None if key in exclude else guardrail.active_version(key)
+        if version is None:
+            continue
+        try:
+            strategy = artifacts.load_artifact(version)
+        except artifacts.ArtifactError as exc:
+            logger.warning("Not reusing %s v%s in %s: %s", key, version.pk, spec.key, exc)
+            continue
+        if not _knows_catalogue_prefix(strategy, dataset):
+            logger.info("Not reusing %s v%s in %s: fitted on other products", key, version.pk, spec.key)
+            continue
+        found[key] = FittedVersion(version.pk, strategy, same_run=version.pk in same_run)
+    return found
+
+
+def _knows_catalogue_prefix(strategy: Strategy, dataset: Dataset) -> bool:
+    known, items = np.asarray(strategy.item_ids, dtype=object), np.asarray(dataset.item_ids, dtype=object)
+    return len(known) <= len(items) and np.array_equal(known, items[:len(known)])
 
 
 @contextlib.contextmanager
@@ -167,9 +237,12 @@ def _run_params(spec: specs.StrategySpec):
         yield params
 
 
-def _run(run: records.RunRecorder, spec: specs.StrategySpec, dataset: Dataset | None, activate_if_better: bool) -> None:
+def _run(run: records.RunRecorder, spec: specs.StrategySpec, dataset: Dataset | None, activate_if_better: bool,
+         components: Mapping[str, FittedVersion] | None, on_saved: Callable[[Strategy], None] | None) -> None:
     with _run_params(spec) as params:
-        _train_and_save(run, spec, params, dataset)
+        strategy = _train_and_save(run, spec, params, dataset, components)
+    if on_saved is not None:
+        on_saved(strategy)
     if activate_if_better:
         guardrail.activate_if_not_worse(run.version)
     artifacts.prune(spec.key)
@@ -177,7 +250,8 @@ def _run(run: records.RunRecorder, spec: specs.StrategySpec, dataset: Dataset | 
         run.progress("done", 1.0)
 
 
-def _train_and_save(run: records.RunRecorder, spec: specs.StrategySpec, params: dict, dataset: Dataset | None) -> None:
+def _train_and_save(run: records.RunRecorder, spec: specs.StrategySpec, params: dict, dataset: Dataset | None,
+                    components: Mapping[str, FittedVersion] | None) -> Strategy:
     run.stage("snapshot", 0.0)
     started = time.monotonic()
     if dataset is None:
@@ -205,7 +279,13 @@ def _train_and_save(run: records.RunRecorder, spec: specs.StrategySpec, params: 
     if refit or evaluated is None:
         run.stage("fit", 0.5)
         started = time.monotonic()
-        strategy = klass(**params).fit(dataset)
+        if spec.is_composite:
+            given = dict(components) if components is not None else active_components(
+                spec, dataset, same_run=run.timings.get("waiting_for") or ())
+            strategy = klass(**params).fit(dataset, components={key: fitted.strategy for key, fitted in given.items()})
+            metrics["components_given"] = _components_record(given)
+        else:
+            strategy = klass(**params).fit(dataset)
         run.timed("fit", time.monotonic() - started)
         metrics["fitted_on"] = "all data"
     else:
@@ -221,6 +301,12 @@ def _train_and_save(run: records.RunRecorder, spec: specs.StrategySpec, params: 
         status=Status.READY, stage="done", progress=1.0, metrics=metrics,
         params=_jsonable(strategy.params), finished_at=timezone.now(),
     )
+    return strategy
+
+
+def _components_record(given: Mapping[str, FittedVersion]) -> dict:
+    """{component: {"version": id, "same_run": bool}} of the fitted versions handed to a composite."""
+    return {key: {"version": fitted.version_id, "same_run": fitted.same_run} for key, fitted in given.items()}
 
 
 def _jsonable(value):
