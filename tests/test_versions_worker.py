@@ -25,13 +25,14 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
+from recommender import jobs
 from recommender.versions import guardrail, records, run
 from recommender.conf import settings
 from recommender.serving import loaded_models
 from recommender.models import ModelVersion
 from recommender.tasks import train_strategy_task
 
-from .training_support import BLOCKING_PATH, TOY_PATH, seed_shop, strategies_settings
+from .training_support import BLOCKING_PATH, TOY_BLEND_PATH, TOY_PATH, routed_to, seed_shop, strategies_settings
 
 pytestmark = [pytest.mark.worker, pytest.mark.postgres, pytest.mark.slow]
 Status = ModelVersion.Status
@@ -65,6 +66,7 @@ class Worker:
             "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
             # ...and the same MEDIA_ROOT, where the artifacts are stored.
             "RECOMMENDER_TEST_VAR_DIR": str(django_settings.TEST_VAR_DIR),
+            "RECOMMENDER_TEST_QUEUE": self.queue,  # what the worker queues itself (a chord's body)
             **env,
         }
         self.log = log_path.open("w")
@@ -122,7 +124,7 @@ def start_worker(tmp_path):
 @pytest.fixture
 def shop(transactional_db):
     loaded_models.forget_loaded_models()
-    with strategies_settings(toy=TOY_PATH, toy2=TOY_PATH, blocking=BLOCKING_PATH):
+    with strategies_settings(toy=TOY_PATH, toy2=TOY_PATH, toy_blend=TOY_BLEND_PATH, blocking=BLOCKING_PATH):
         yield seed_shop()
     loaded_models.forget_loaded_models()
 
@@ -137,6 +139,24 @@ def test_worker_trains_all_strategies_and_activates_them(shop, start_worker):
                "both versions to become active", worker)
     for key in ("toy", "toy2"):
         assert loaded_models.get_active_strategy(key).version_id == guardrail.active_version(key).pk
+
+
+def test_a_train_all_runs_its_chord_on_the_worker(shop, start_worker):
+    """jobs.train_all's group and chord on a real worker through Redis: the components first, then the
+    composite, handed the versions they just trained."""
+    worker = start_worker()
+    with routed_to(worker.queue):
+        started = jobs.train_all(["toy_blend", "toy", "toy2"])
+    blend_id = started.versions["toy_blend"].pk
+    wait_until(lambda: ModelVersion.objects.get(pk=blend_id).status != Status.TRAINING, 180,
+               "the composite to finish", worker)
+    blend = ModelVersion.objects.get(pk=blend_id)
+    assert blend.status == Status.ACTIVE, blend.error
+    components = {key: started.versions[key].pk for key in ("toy", "toy2")}
+    assert ModelVersion.objects.filter(pk__in=components.values(), status=Status.ACTIVE).count() == 2
+    assert blend.metrics["components_given"] == {key: {"version": pk, "same_run": True} for key, pk in components.items()}
+    assert blend.created_at < min(ModelVersion.objects.get(pk=pk).finished_at for pk in components.values())
+    assert loaded_models.get_active_strategy("toy_blend").version_id == blend_id
 
 
 def test_killing_the_worker_mid_training_keeps_the_previous_version_serving(shop, start_worker, tmp_path):

@@ -140,6 +140,25 @@ def eager_celery(propagate: bool):
         conf.task_always_eager, conf.task_eager_propagates = saved
 
 
+@contextmanager
+def routed_to(queue: str):
+    """Tasks this process queues go to ``queue`` (a test worker's own) instead of the default one."""
+    from celery import current_app
+
+    saved = current_app.conf.task_routes
+
+    def route(routes):
+        current_app.conf.task_routes = routes
+        current_app.amqp.flush_routes()
+        current_app.amqp.__dict__.pop("router", None)  # built from the routes once, on first use
+
+    route({"recommender.tasks.*": {"queue": queue}})
+    try:
+        yield
+    finally:
+        route(saved)
+
+
 def strategies_settings(**paths):
     """``override_settings`` registering test strategies ({key: dotted path}), keeping the catalog."""
     return override_settings(RECOMMENDER={**django_settings.RECOMMENDER, "STRATEGIES": paths})
