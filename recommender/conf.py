@@ -82,11 +82,20 @@ DEFAULTS = {
     # entry for a placement is merged key by key over the default one; other placement names get
     # the defaults of an empty entry. See docs/settings.md.
     "PLACEMENTS": {
-        "home": {"title": "Picked for you"},
+        # Who the visitor is at 0 events, what they just did once there are some: the hybrid's
+        # "home" blend (learned per number of known events, on the horizon each serves).
+        "home": {"title": "Picked for you", "blend": "home", "exclude_events": ["view", "click"]},
+        # Continue this session: session components only (the hybrid's "session" blend of
+        # item_knn and behavior); never a fallback, shown once the visitor has session events.
+        "because_you_viewed": {"title": "Because you viewed", "strategies": ["hybrid"], "blend": "session",
+                               "exclude_events": ["view", "click"],
+                               "fall_back": False, "needs_events": True},
         "similar": {"title": "Similar products", "strategies": ["content"], "similar_to_product": True,
                     "max_category_share": 1.0},
-        "also_bought": {"title": "Shoppers like you also bought"},
-        "cart": {"title": "You may also like", "exclude_events": ["cart"]},
+        # Complements of the product in view: its co-occurrence (co-purchases weigh most), then
+        # the session; a product without co-occurrence data (a new one): its content neighbours.
+        "also_bought": {"title": "Shoppers like you also bought", "strategies": ["item_knn", "content"]},
+        "cart": {"title": "You may also like", "exclude_events": ["cart"], "blend": "home"},
         "onboarding": {"title": "Tell us what you like"},
     },
     # Tried after a placement's own strategies and the visitor's strategy, in order, while a

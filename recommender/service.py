@@ -20,7 +20,7 @@ from .serving.explanations import ServedItem, ServedRecommendations, served_item
 from .serving.onboarding import needs_onboarding, onboarding_item, onboarding_items  # noqa: F401 (public names)
 from .serving.placements import DEFAULT_TITLE, get_placement  # noqa: F401 (public names)
 from .serving.visitor import Visitor, assign_arm, visitor_from  # noqa: F401 (public names)
-from .strategies.base import Context
+from .strategies.base import Context, Recommendations
 
 
 def recommend(*, user=None, visitor_key="", request=None, visitor=None, placement="home", product=None, k=8,
@@ -45,7 +45,7 @@ def recommend(*, user=None, visitor_key="", request=None, visitor=None, placemen
     payload = cache.get(key)
     if payload is not None:
         return _served(payload, spot, arm, stamp, cached=True, visitor=visitor)
-    context = visitor_context(visitor, known, product_id)
+    context = visitor_context(visitor, known, product_id, blend=spot.blend)
     excluded = rules.excluded_ids(context, spot)
     precomputed = candidates.precomputed_list(visitor, chain, known, context)
     shelf = None
@@ -54,6 +54,8 @@ def recommend(*, user=None, visitor_key="", request=None, visitor=None, placemen
                             source=_source_of(ranked, precomputed))
         if shelf:
             break
+    if shelf is None:  # a placement without fall-back (or a session shelf before any event): nothing
+        shelf = rules.Shelf(ranked=Recommendations.empty())
     payload = {"items": served_items(shelf), "strategy": shelf.ranked.strategy, "source": shelf.source}
     cache.put(key, payload)
     return _served(payload, spot, arm, stamp, cached=False, context=context, visitor=visitor)

@@ -117,7 +117,9 @@ RECOMMENDER = {
     # model that passed the held-out check instead of fitting it a second time on all data,
     # and give the session Transformer fewer epochs. A real shop keeps the defaults.
     "TRAINING_REFIT_ON_ALL_DATA": False,
-    "TRAINING_PARAMS": {"behavior": {"epochs": 4}},
+    # Item-to-item co-occurrence within a visit (30 minutes without an event end it), so "also
+    # bought" and the session shelves follow what shoppers look at together, not across visits.
+    "TRAINING_PARAMS": {"behavior": {"epochs": 4}, "item_knn": {"session_gap_seconds": 1800}},
 }
 
 LOGGING = {

@@ -8,7 +8,8 @@ In order, each one a ranked list that the rules step may accept or pass on:
 2. the placement's strategy chain (``Placement.strategy_chain``): each strategy with an active
    version, asked through the one strategy contract (``recommend`` with the candidate filter, or
    ``similar_items`` on a ``similar_to_product`` placement). A strategy that needs events is
-   skipped for a visitor without any; one that raises is logged and skipped;
+   skipped for a visitor without any and without a product in view; one that raises is logged
+   and skipped;
 3. popularity counted from the database (a fresh install with no model is served too).
 
 See docs/architecture.md.
@@ -39,6 +40,9 @@ CONSENTLESS_STRATEGY = "popularity"
 DATABASE_POPULARITY = "database_popularity"
 DATABASE_POPULARITY_SIZE = 500
 DATABASE_POPULARITY_REASON = "Popular in the shop right now"
+# The blend precomputed lists are scored with (precompute builds contexts without a blend: the
+# hybrid's default, its first blend).
+PRECOMPUTED_BLEND = "home"
 # Candidates asked of a source per slot, so that the rules (stock, purchases, the category cap)
 # still leave ``k`` to show.
 OVERFETCH = 4
@@ -69,12 +73,15 @@ def strategy_chain(placement: Placement, visitor: Visitor, forced: str | None = 
 def ranked_lists(context: Context, placement: Placement, chain: list[str], wanted: int, excluded: set[str],
                  precomputed: Recommendations | None = None) -> Iterator[Recommendations]:
     """Yield ranked lists of up to ``wanted`` items, best source first (see the module docstring)."""
+    if placement.needs_events and not context.events:
+        return  # a session shelf (because you viewed) before the session has any event: none
     if precomputed is not None:
         yield precomputed
     similar_to = context.product_id if placement.similar_to_product else None
     for key in chain:
         model = active_strategy(key)
-        if model is None or (model.needs_events and not context.events):
+        # The product in view is something known too (a product page's co-occurrence list).
+        if model is None or (model.needs_events and not context.events and context.product_id is None):
             continue
         try:
             if similar_to is not None:
@@ -87,13 +94,16 @@ def ranked_lists(context: Context, placement: Placement, chain: list[str], wante
         if len(ranked):
             ranked.strategy = key  # the key it was served under (an A/B arm is recorded by it)
             yield ranked
-    yield database_popularity()
+    if placement.fall_back:
+        yield database_popularity()
 
 
 def precomputed_list(visitor: Visitor, chain: list[str], known: KnownEvents, context: Context) -> Recommendations | None:
     """The visitor's fresh precomputed list of the chain's first strategy, or None."""
     if visitor.user is None or not visitor.consent or context.product_id is not None or not chain:
         return None
+    if context.blend not in (None, PRECOMPUTED_BLEND):
+        return None  # precomputed with the default blend; another placement family's differs
     entry = precompute.get_precomputed(chain[0], visitor.user.pk, latest_event_id=known.stamp,
                                        profile_version=visitor.profile_version)
     if entry is None or not entry["items"]:

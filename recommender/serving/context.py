@@ -58,8 +58,9 @@ def known_events(visitor: Visitor, builder: ContextBuilder | None = None) -> Kno
 
 
 def visitor_context(visitor: Visitor, known: KnownEvents | None = None, product_id: str | None = None,
-                    builder: ContextBuilder | None = None) -> Context:
-    """The context strategies get for ``visitor`` (with the product in view, if any).
+                    builder: ContextBuilder | None = None, blend: str | None = None) -> Context:
+    """The context strategies get for ``visitor`` (with the product in view, if any, and the
+    placement's ``blend``).
 
     Without consent: only the product in view. ``known`` is ``known_events(visitor)`` when the
     caller already has it (its stamp went into a cache key); None reads it.
@@ -67,8 +68,8 @@ def visitor_context(visitor: Visitor, known: KnownEvents | None = None, product_
     builder = builder or context_builder()
     user_id = None if visitor.user is None else visitor.user.pk
     if not visitor.consent:
-        return builder.build(product_id=product_id, user_id=user_id)
+        return builder.build(product_id=product_id, user_id=user_id, blend=blend)
     known = known_events(visitor, builder) if known is None else known
     profile = visitor.profile()
     return builder.build(profile=profile.as_features() if profile else {}, events=known.events,
-                         product_id=product_id, user_id=user_id)
+                         product_id=product_id, user_id=user_id, blend=blend)

@@ -55,6 +55,10 @@ class ServedRecommendations:
         return [item.product for item in self.items]
 
     @property
+    def item_ids(self):
+        return [item.item_id for item in self.items]
+
+    @property
     def scores(self):
         return [item.score for item in self.items]
 

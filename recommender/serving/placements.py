@@ -15,7 +15,8 @@ from typing import Any
 from ..conf import DEFAULTS, settings
 
 DEFAULT_TITLE = "You may also like"
-KNOWN_KEYS = ("title", "strategies", "similar_to_product", "exclude_events", "max_category_share")
+KNOWN_KEYS = ("title", "strategies", "similar_to_product", "exclude_events", "max_category_share", "blend",
+              "fall_back", "needs_events")
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,19 @@ class Placement:
     similar_to_product: bool = False
     exclude_events: tuple[str, ...] = ()
     max_category_share: float = 0.5
+    # The placement family whose learned blend a composite strategy serves (the hybrid's blends).
+    blend: str | None = None
+    # False: only the placement's own strategies, never the visitor's, the fallbacks nor database
+    # popularity (a shelf whose intent popularity cannot serve shows nothing instead).
+    fall_back: bool = True
+    # True: shown only to a visitor with session events (the widget renders nothing before).
+    needs_events: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def strategy_chain(self, visitor_strategy: str, fallbacks) -> list[str]:
         """The keys to try in order, each once: own strategies, the visitor's, the fallbacks."""
+        if not self.fall_back:
+            return list(dict.fromkeys(self.strategies))
         return list(dict.fromkeys([*self.strategies, visitor_strategy, *fallbacks]))
 
 
@@ -67,6 +77,9 @@ def get_placement(name: str) -> Placement:
         similar_to_product=bool(entry.get("similar_to_product", False)),
         exclude_events=tuple(exclude_events),
         max_category_share=share,
+        blend=None if entry.get("blend") is None else str(entry["blend"]),
+        fall_back=bool(entry.get("fall_back", True)),
+        needs_events=bool(entry.get("needs_events", False)),
         options={key: value for key, value in entry.items() if key not in KNOWN_KEYS},
     )
 

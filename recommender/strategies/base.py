@@ -61,13 +61,16 @@ class Context:
 
     ``profile`` holds attributes (``age``, ``gender``, ``country``, ``region``, ``city``, and
     any extra attribute); ``events`` the visitor's events, oldest first; ``product_id`` the
-    product in view, if any (for "similar products" placements).
+    product in view, if any (for "similar products" placements). ``blend`` names the placement
+    family whose learned blend a composite strategy serves the context with (the hybrid's
+    ``blends``; None: its default); other strategies ignore it.
     """
 
     profile: Mapping[str, Any] = field(default_factory=dict)
     events: tuple[Event, ...] = ()
     product_id: str | None = None
     user_id: str | None = None
+    blend: str | None = None
 
     @property
     def event_item_ids(self) -> list[str]:

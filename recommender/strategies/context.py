@@ -86,14 +86,14 @@ class ContextBuilder:
         return tuple(reversed(events))
 
     def build(self, *, profile: Mapping[str, Any] | None = None, events: Iterable[Event] = (),
-              product_id: str | None = None, user_id: str | None = None) -> Context:
+              product_id: str | None = None, user_id: str | None = None, blend: str | None = None) -> Context:
         """A context of ``profile`` and ``events`` (oldest first) after this builder's rules."""
         counting = [event for event in events if self.counts(event.event)]
         if self.max_events is not None:
             counting = counting[-int(self.max_events):]
         return Context(profile=dict(profile or {}), events=tuple(counting),
                        product_id=None if product_id is None else str(product_id),
-                       user_id=None if user_id is None else str(user_id))
+                       user_id=None if user_id is None else str(user_id), blend=blend)
 
     # --- from a dataset (evaluation, the held-out check, the hybrid's validation) ---------------
     def from_dataset(self, dataset: Dataset, user_ids: Sequence, row_mask: np.ndarray) -> list[Context]:

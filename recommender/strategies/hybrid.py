@@ -8,6 +8,14 @@ validation users are replayed as cold visitors revealing 0 / 1 / 3 / 10 events, 
 the weights over components that maximise NDCG@10 are found by coordinate ascent on the simplex.
 The components are then refitted on all the training data.
 
+Placements carry intent (docs/architecture.md, "Placements carry intent"), so there is one
+learned blend per placement family (``blends``), each over its own components and judged on the
+horizon its shelf serves, per regime: ``home`` on the long horizon at 0 events (who the visitor
+is) and on the next 5 events once there are some (what they just did); ``session`` (because you
+viewed) over the session components only, on the next 5 events. A context names its blend
+(``Context.blend``, from the placement's ``blend`` setting); an unknown or missing one is served
+with the first blend.
+
 Products with no training interactions are scored only by the components that can place them
 (content, behaviour), with a learned weight and offset that say how far a new product should
 compete with established ones.
@@ -57,6 +65,16 @@ NDCG_K = 10
 MIN_VALIDATION_CASES = 30
 MIN_VALIDATION_USERS = 20
 SCORE_BATCH = 256
+# Events after the revealed ones a mid-session shelf should catch (the short horizon).
+SHORT_HORIZON = 5
+# Placement families: the components each blends (None: all) and the horizon it is judged on per
+# regime (None: the long horizon, every later positive event).
+DEFAULT_BLENDS = {
+    "home": {"components": None,
+             "horizons": {"0": None, "1-2": SHORT_HORIZON, "3-9": SHORT_HORIZON, "10+": SHORT_HORIZON}},
+    "session": {"components": ["item_knn", "behavior"],
+                "horizons": {"0": None, "1-2": SHORT_HORIZON, "3-9": SHORT_HORIZON, "10+": SHORT_HORIZON}},
+}
 
 
 def normalise_scores(scores: np.ndarray, top: int = 100, floor: float = -5.0) -> np.ndarray:
@@ -158,6 +176,9 @@ class HybridStrategy(Strategy):
         Learn weights on validation data (else equal weights); refit components on all data after.
     new_item_components
         Components that can score products with no interactions.
+    blends
+        ``{family: {"components": keys or None, "horizons": {regime label: N or None}}}``: one
+        learned blend per placement family (``DEFAULT_BLENDS``); the first is the default.
     normalise_top, normalise_floor, pool_size
         Score standardisation (see ``normalise_scores``) and the per-component candidate pool
         used when learning weights.
@@ -177,6 +198,7 @@ class HybridStrategy(Strategy):
         "learn_weights": True,
         "refit": True,
         "new_item_components": ["content", "behavior"],
+        "blends": DEFAULT_BLENDS,
         "normalise_top": 100,
         "normalise_floor": -5.0,
         "pool_size": 50,
@@ -276,10 +298,37 @@ class HybridStrategy(Strategy):
 
     def _set_equal_weights(self) -> None:
         self.component_keys_ = list(self.components_)
-        n = len(self.component_keys_)
-        self.regime_weights_ = np.full((len(REGIMES), n), 1.0 / n, dtype=np.float32)
+        self.blend_weights_ = {}
+        for family in self._blend_families():
+            members = self._family_members(family, self.component_keys_)
+            weights = members.astype(np.float32) / members.sum()
+            self.blend_weights_[family] = np.tile(weights, (len(REGIMES), 1))
         self.new_item_weights_ = self._default_new_item_weights()
         self.new_item_offset_ = 0.0
+
+    # --- blends (placement families) -----------------------------------------------------------
+    def _blend_families(self) -> list[str]:
+        return list(self.params["blends"] or DEFAULT_BLENDS)
+
+    def _family_members(self, family: str, keys: Sequence[str]) -> np.ndarray:
+        """Which of ``keys`` the family blends; all of them when it names none of those present."""
+        wanted = (self.params["blends"] or DEFAULT_BLENDS)[family].get("components")
+        members = np.array([wanted is None or key in wanted for key in keys], dtype=bool)
+        return members if members.any() else np.ones(len(keys), dtype=bool)
+
+    def _family_horizon(self, family: str, label: str) -> int | None:
+        horizons = (self.params["blends"] or DEFAULT_BLENDS)[family].get("horizons") or {}
+        horizon = horizons.get(label)
+        return None if horizon is None else int(horizon)
+
+    @property
+    def regime_weights_(self) -> np.ndarray:
+        """The default (first) blend's (n_regimes, n_components) weights."""
+        return next(iter(self.blend_weights_.values()))
+
+    def _blend_position(self, context: Context) -> int:
+        families = list(self.blend_weights_)
+        return families.index(context.blend) if context.blend in self.blend_weights_ else 0
 
     def _default_new_item_weights(self) -> np.ndarray:
         able = np.array([key in self.params["new_item_components"] for key in self.component_keys_], dtype=np.float32)
@@ -293,8 +342,9 @@ class HybridStrategy(Strategy):
         if len(kept) == len(self.component_keys_):
             return
         self.component_keys_ = [self.component_keys_[i] for i in kept]
-        weights = self.regime_weights_[:, kept]
-        self.regime_weights_ = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        for family, weights in self.blend_weights_.items():
+            weights = weights[:, kept]
+            self.blend_weights_[family] = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
         new_weights = self.new_item_weights_[kept]
         self.new_item_weights_ = new_weights / new_weights.sum() if new_weights.sum() > 0 else self._default_new_item_weights()
 
@@ -324,13 +374,16 @@ class HybridStrategy(Strategy):
         rank = reveal_rank(dataset)
         positive = relevant_mask(dataset, self.params["positive_threshold"])
         new_item_cases = self._new_item_cases(dataset, ~in_validation & (rank >= 0), new_ids, positive, rng)
-        cases = {}
+        cases = {}  # (regime label, horizon) -> cases, for each horizon a blend is judged on
+        horizons = {(label, self._family_horizon(family, label))
+                    for family in self._blend_families() for label in REGIME_LABELS}
         for label, _, _, reveal in REGIMES:
-            revealed, test = cold_user_masks(rank, in_validation, positive, reveal)
-            users = cold_users(dataset, validation_ids, revealed, test, HISTORY_MAX_EVENTS)
-            if len(users) < MIN_VALIDATION_CASES:
-                continue
-            cases[label] = ValidationCases(users.contexts, users.known, users.relevant)
+            for horizon in sorted({h for lab, h in horizons if lab == label}, key=lambda h: -1 if h is None else h):
+                revealed, test = cold_user_masks(rank, in_validation, positive, reveal, horizon)
+                users = cold_users(dataset, validation_ids, revealed, test, HISTORY_MAX_EVENTS)
+                if len(users) < MIN_VALIDATION_CASES:
+                    continue
+                cases[label, horizon] = ValidationCases(users.contexts, users.known, users.relevant)
         if not cases:
             logger.info("Hybrid: no regime has %d validation visitors; using equal weights", MIN_VALIDATION_CASES)
             return None
@@ -379,26 +432,40 @@ class HybridStrategy(Strategy):
         return (np.concatenate([part[0] for part in parts], axis=1), np.concatenate([part[1] for part in parts]),
                 np.concatenate([part[2] for part in parts]), np.concatenate([part[3] for part in parts]), n_relevant)
 
-    def _learn_weights(self, components: Mapping[str, Strategy], cases: Mapping[str, ValidationCases],
+    def _learn_weights(self, components: Mapping[str, Strategy], cases: Mapping[tuple, ValidationCases],
                        trained: np.ndarray, new_item_cases: ValidationCases | None) -> None:
-        """Per regime, the simplex weights over components that maximise validation NDCG@10."""
+        """Per blend and regime, the simplex weights over the blend's components that maximise
+        validation NDCG@10 on the blend's horizon (one candidate pool per regime and horizon)."""
         n_components = len(components)
+        keys = list(components)
         new_able = np.array([key in self.params["new_item_components"] for key in components], dtype=bool)
-        weights = np.full((len(REGIMES), n_components), 1.0 / n_components, dtype=np.float32)
+        pools_by_case = {}
+        self.blend_weights_ = {}
         pools = {}
-        for position, label in enumerate(REGIME_LABELS):
-            if label not in cases:
-                if position:  # too few visitors with this many events: borrow from the regime below
-                    weights[position] = weights[position - 1]
-                continue
-            scores, valid, relevant, is_new, n_relevant = self._candidate_pool(components, cases[label], trained)
-            known_item = valid & ~is_new
-            weights[position], ndcg = search_simplex_weights(scores, known_item, relevant, n_relevant)
-            self.validation_ndcg_[label] = ndcg
-            pools[label] = (scores, valid, relevant, is_new, n_relevant, weights[position])
-            logger.info("Hybrid: regime %s weights %s (validation NDCG@%d %.4f over %d visitors)", label,
-                        dict(zip(components, np.round(weights[position], 3).tolist())), NDCG_K, ndcg, len(cases[label]))
-        self.regime_weights_ = weights
+        for number, family in enumerate(self._blend_families()):
+            members = self._family_members(family, keys)
+            weights = np.zeros((len(REGIMES), n_components), dtype=np.float32)
+            weights[:, members] = 1.0 / members.sum()
+            for position, label in enumerate(REGIME_LABELS):
+                horizon = self._family_horizon(family, label)
+                if (label, horizon) not in cases:
+                    if position:  # too few visitors with this many events: borrow from the regime below
+                        weights[position] = weights[position - 1]
+                    continue
+                if (label, horizon) not in pools_by_case:
+                    pools_by_case[label, horizon] = self._candidate_pool(components, cases[label, horizon], trained)
+                scores, valid, relevant, is_new, n_relevant = pools_by_case[label, horizon]
+                known_item = valid & ~is_new
+                found, ndcg = search_simplex_weights(scores[members], known_item, relevant, n_relevant)
+                weights[position] = 0.0
+                weights[position, members] = found
+                self.validation_ndcg_[label if number == 0 else f"{family}:{label}"] = ndcg
+                if number == 0:  # the new-product offset is learned on the default blend's lists
+                    pools[label] = (scores, valid, relevant, is_new, n_relevant, weights[position])
+                logger.info("Hybrid: blend %s, regime %s weights %s (validation NDCG@%d %.4f on the %s horizon over "
+                            "%d visitors)", family, label, dict(zip(keys, np.round(weights[position], 3).tolist())),
+                            NDCG_K, ndcg, "long" if horizon is None else f"next-{horizon}", len(cases[label, horizon]))
+            self.blend_weights_[family] = weights
         self.new_item_weights_ = self._learn_new_item_weights(components, new_item_cases, trained, new_able)
         self.new_item_offset_ = self._learn_new_item_offset(pools, self.new_item_weights_)
 
@@ -454,16 +521,17 @@ class HybridStrategy(Strategy):
         return normalise_scores(scores, int(self.params["normalise_top"]), float(self.params["normalise_floor"]))
 
     def _blend_weights(self) -> np.ndarray:
-        """(n_regimes, n_components, n_items) weight of each component's score per item.
+        """(n_blends, n_regimes, n_components, n_items) weight of each component's score per item.
 
-        An established item gets the regime's weight, a new one the new-item weight; fixed once
-        fitted, so it is built once instead of per request (rebuilt if the weights are replaced).
+        An established item gets the blend's regime weight, a new one the new-item weight; fixed
+        once fitted, so it is built once instead of per request (rebuilt if the weights are replaced).
         """
-        sources = (self.regime_weights_, self.new_item_weights_, self.trained_)
+        sources = (*self.blend_weights_.values(), self.new_item_weights_, self.trained_)
         built = self.__dict__.get("_blend_weights_")
-        if built is None or any(a is not b for a, b in zip(built[0], sources)):
-            weights = np.where(self.trained_[None, None, :], self.regime_weights_[:, :, None],
-                               self.new_item_weights_[None, :, None]).astype(np.float32)
+        if built is None or len(built[0]) != len(sources) or any(a is not b for a, b in zip(built[0], sources)):
+            regimes = np.stack(list(self.blend_weights_.values()))
+            weights = np.where(self.trained_[None, None, None, :], regimes[:, :, :, None],
+                               self.new_item_weights_[None, None, :, None]).astype(np.float32)
             built = self.__dict__["_blend_weights_"] = (sources, weights)
             self.__dict__.pop("_contribution_cache", None)  # computed with the old weights
         return built[1]
@@ -481,7 +549,8 @@ class HybridStrategy(Strategy):
     def _iter_contributions(self, contexts: Sequence[Context]):
         """Yield each component's weighted, normalised scores (n_contexts, n_items), in component order."""
         regimes = regime_positions(contexts, self._item_index)
-        weights = self._blend_weights()[regimes]  # (n_contexts, n_components, n_items)
+        blends = np.array([self._blend_position(context) for context in contexts], dtype=np.int64)
+        weights = self._blend_weights()[blends, regimes]  # (n_contexts, n_components, n_items)
         for position, key in enumerate(self.component_keys_):
             # normalised × (regime weight where trained, else new-item weight): one product per item
             yield self._normalise(self.components_[key].score_batch(contexts)) * weights[:, position]
@@ -505,7 +574,8 @@ class HybridStrategy(Strategy):
                 cache = self.__dict__["_contribution_cache"] = LRUCache.for_rows(
                     self.n_items, len(self.component_keys_), megabytes=self.score_cache_mb)
             regime = int(regime_positions([context], self._item_index)[0])
-            return cache.get_or_compute((regime, keys), lambda: self._contributions([context])[:, 0])
+            return cache.get_or_compute((self._blend_position(context), regime, keys),
+                                        lambda: self._contributions([context])[:, 0])
 
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
         if len(contexts) == 1:
@@ -546,10 +616,14 @@ class HybridStrategy(Strategy):
 
     # --- persistence ---------------------------------------------------------------------------
     def weights_table(self) -> dict:
-        """Learned weights as JSON-ready dicts: per regime and for new products."""
+        """Learned weights as JSON-ready dicts: per regime (the default blend's), per blend and
+        regime, and for new products."""
+        def per_regime(weights):
+            return {label: dict(zip(self.component_keys_, map(float, weights[i]))) for i, label in enumerate(REGIME_LABELS)}
+
         return {
-            "regimes": {label: dict(zip(self.component_keys_, map(float, self.regime_weights_[i])))
-                        for i, label in enumerate(REGIME_LABELS)},
+            "regimes": per_regime(self.regime_weights_),
+            "blends": {family: per_regime(weights) for family, weights in self.blend_weights_.items()},
             "new_items": {"weights": dict(zip(self.component_keys_, map(float, self.new_item_weights_))),
                           "offset": float(self.new_item_offset_)},
         }
@@ -567,8 +641,11 @@ class HybridStrategy(Strategy):
         state = json.loads((directory / "hybrid.json").read_text())
         self.component_keys_ = state["components"]
         self.components_ = {key: Strategy.load(directory / "components" / key) for key in self.component_keys_}
-        self.regime_weights_ = np.array([[state["regimes"][label][key] for key in self.component_keys_]
-                                         for label in REGIME_LABELS], dtype=np.float32)
+        # An artifact saved before blends were per placement family has one blend.
+        blends = state.get("blends") or {self._blend_families()[0]: state["regimes"]}
+        self.blend_weights_ = {family: np.array([[table[label][key] for key in self.component_keys_]
+                                                 for label in REGIME_LABELS], dtype=np.float32)
+                               for family, table in blends.items()}
         self.new_item_weights_ = np.array([state["new_items"]["weights"][key] for key in self.component_keys_],
                                           dtype=np.float32)
         self.new_item_offset_ = float(state["new_items"]["offset"])

@@ -1,7 +1,14 @@
 """Item-item nearest neighbours on the training interactions: "because you viewed X".
 
 The few-shot baseline: a session's revealed items vote for their most similar items (cosine
-over users, shrunk, top-N kept sparse). Without any known event it falls back to popularity.
+over users, shrunk, top-N kept sparse; carts and purchases weigh more than views, so the
+neighbours are co-purchases before co-views). Without any known event it falls back to popularity.
+
+The product in view, when the context has one (a product page's "also bought"), leads: its own
+co-occurrence row weighs twice the whole session (see docs/architecture.md, "Placements carry
+intent"). ``recommend`` lists only items that co-occur with the context's products, never a
+popularity list; a product in view without any co-occurrence data (a new product) gets an empty
+list, so serving asks the placement's next strategy (content neighbours).
 """
 
 from __future__ import annotations
@@ -14,12 +21,18 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.dataset import DEFAULT_EVENT_WEIGHTS, Dataset
-from .base import Context, Strategy, index_positions
+from .base import Context, Event, Recommendations, Strategy, _check_k, index_positions, top_k_indices
 from .popularity import interaction_weights
 
+# The product in view, as an explanation's source event (not an event type of the log).
+IN_VIEW = "in_view"
 EVENT_VERBS = {"view": "viewed", "click": "viewed", "cart": "added", "purchase": "bought", "rating": "rated"}
 # Weight of popularity next to similarity: only breaks ties and fills lists for empty contexts.
 POPULARITY_TIE_BREAK = 1e-3
+# With a product in view, the session's events together weigh this much of the product's row.
+SESSION_SHARE_WITH_PRODUCT = 0.5
+# A score above the popularity tie-break by this much comes from co-occurrence.
+CO_OCCURRENCE_MARGIN = 1e-7
 
 
 def keep_top_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
@@ -158,6 +171,11 @@ class ItemKNNStrategy(Strategy):
     event_weights
         Weight of each event type, in the training matrix and for a context's events (None:
         ``DEFAULT_EVENT_WEIGHTS``); training passes the shop's ``EVENT_WEIGHTS``.
+    session_gap_seconds
+        None: items co-occur when one user had both (their whole history is one basket). N: a
+        pause of more than N seconds between a user's events starts a new session, and items
+        co-occur only within a session (what a shopper looks at and buys together, not across
+        visits with other missions); events without a timestamp stay in their user's session.
     """
 
     key = "item_knn"
@@ -171,6 +189,7 @@ class ItemKNNStrategy(Strategy):
         "positive_threshold": None,
         "max_events_per_user": 200,
         "event_weights": None,
+        "session_gap_seconds": None,
     }
 
     def _fit(self, dataset: Dataset) -> None:
@@ -180,33 +199,103 @@ class ItemKNNStrategy(Strategy):
                                       event_weights=self.params["event_weights"])
         counts = dataset.interactions.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
         recent = counts - event_rank_within_user(dataset) <= self.params["max_events_per_user"]
-        user_item = dataset.interaction_matrix(weights=weights.astype(np.float32), mask=recent)
+        user_item = self._basket_matrix(dataset, weights.astype(np.float32), recent)
         user_item.data = np.log1p(user_item.data)  # repeated views of one item saturate
         self.similarity_ = item_cosine_similarity(user_item, self.params["neighbours"], self.params["shrinkage"])
         popularity = np.asarray(user_item.sum(axis=0)).ravel()
         self.popularity_ = (popularity / popularity.max() if popularity.max() > 0 else popularity).astype(np.float32)
         self.titles_ = dataset.items["title"].to_numpy(dtype=object)
 
+    def _basket_matrix(self, dataset: Dataset, weights: np.ndarray, mask: np.ndarray) -> sp.csr_matrix:
+        """Baskets × items weights: one basket per user, or per session (``session_gap_seconds``)."""
+        gap = self.params["session_gap_seconds"]
+        if gap is None:
+            return dataset.interaction_matrix(weights=weights, mask=mask)
+        users = dataset.user_codes[mask]
+        times = dataset.interactions["timestamp"].to_numpy(dtype=np.float64)[mask]
+        order = np.lexsort((times, users))
+        users, times = users[order], times[order]
+        starts = np.ones(len(users), dtype=bool)
+        # A NaN time compares False: it never starts a session of its own.
+        starts[1:] = (users[1:] != users[:-1]) | (times[1:] - times[:-1] > float(gap))
+        baskets = np.cumsum(starts) - 1
+        matrix = sp.csr_matrix((weights[mask][order], (baskets, dataset.item_codes[mask][order])),
+                               shape=(int(baskets[-1]) + 1 if len(baskets) else 0, dataset.n_items))
+        matrix.sum_duplicates()
+        matrix.eliminate_zeros()
+        return matrix
+
     def _score_cache_key(self, context: Context):
-        # Without a known event every context gets the popularity tie-break alone.
-        return () if not (self.item_positions(context.event_item_ids) >= 0).any() else None
+        # Without a known event or product in view every context gets the popularity tie-break alone.
+        known = self.item_positions([*context.event_item_ids, *([context.product_id] if context.product_id else [])])
+        return () if not (known >= 0).any() else None
 
     def _score_batch(self, contexts: Sequence[Context]) -> np.ndarray:
         if len(contexts) == 1:
-            positions, weights = event_query_row(contexts[0], self._item_index, self.params["recency_decay"],
-                                                 self.params["event_weights"])
-            total = np.maximum(weights.sum(dtype=np.float32), np.float32(1e-12))
-            scores = weighted_row_sum(self.similarity_, positions, weights * (np.float32(1.0) / total))
+            positions, weights = self._query_row(contexts[0])
+            scores = weighted_row_sum(self.similarity_, positions, weights)
             return (scores + POPULARITY_TIE_BREAK * self.popularity_)[None, :]
         query = event_query_matrix(contexts, self._item_index, self.params["recency_decay"], self.params["event_weights"])
         totals = np.asarray(query.sum(axis=1)).ravel()
         query = sp.diags(1.0 / np.maximum(totals, 1e-12)).astype(np.float32) @ query
+        in_view = self.item_positions([context.product_id or "" for context in contexts])
+        rows = np.flatnonzero(in_view >= 0)
+        if len(rows):  # the session weighs SESSION_SHARE_WITH_PRODUCT of the product in view
+            scale = np.ones(len(contexts), dtype=np.float32)
+            scale[rows] = SESSION_SHARE_WITH_PRODUCT
+            products = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, in_view[rows])),
+                                     shape=query.shape)
+            query = (sp.diags(scale) @ query + products).tocsr()
         scores = (query @ self.similarity_).toarray()
         return scores + POPULARITY_TIE_BREAK * self.popularity_[None, :]
+
+    def _query_row(self, context: Context) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and weights of the context's known items: the session's events summing to one,
+        or, with a known product in view, the product at one and the session at
+        ``SESSION_SHARE_WITH_PRODUCT``."""
+        positions, weights = event_query_row(context, self._item_index, self.params["recency_decay"],
+                                             self.params["event_weights"])
+        weights = weights * (np.float32(1.0) / np.maximum(weights.sum(dtype=np.float32), np.float32(1e-12)))
+        in_view = self.item_positions([context.product_id])[0] if context.product_id is not None else -1
+        if in_view < 0:
+            return positions, weights
+        weights = weights * np.float32(SESSION_SHARE_WITH_PRODUCT)
+        where = np.searchsorted(positions, in_view)
+        if where < len(positions) and positions[where] == in_view:
+            weights[where] += 1.0
+            return positions, weights
+        return np.insert(positions, where, in_view), np.insert(weights, where, np.float32(1.0))
+
+    def has_neighbours(self, item_id: str) -> bool:
+        """Whether ``item_id`` co-occurs with any other product in the training data."""
+        position = self.item_positions([item_id])[0]
+        return position >= 0 and self.similarity_.indptr[position + 1] > self.similarity_.indptr[position]
+
+    def recommend(self, context: Context | None = None, k: int = 10, exclude=(), allowed=None) -> Recommendations:
+        """The base contract, except that a context with known products (events or the product in
+        view) lists only items that co-occur with them: possibly fewer than ``k``, never a
+        popularity fill; a product in view without co-occurrence data gets an empty list."""
+        context = context or Context()
+        if context.product_id is not None and not self.has_neighbours(context.product_id):
+            return Recommendations.empty(self.key)
+        if self._score_cache_key(context) == ():  # nothing known: the popularity tie-break fills the list
+            return super().recommend(context, k=k, exclude=exclude, allowed=allowed)
+        _check_k(k)
+        scores = self.score(context).copy()
+        self._filter_candidates(scores, exclude, allowed)
+        # Only co-occurring items: the popularity tie-break orders them, it never adds items.
+        scores[scores <= POPULARITY_TIE_BREAK * self.popularity_ + CO_OCCURRENCE_MARGIN] = -np.inf
+        return self._ranked(context, scores, top_k_indices(scores, int(k)))
 
     def _explain(self, context: Context, item_positions: np.ndarray) -> list[str]:
         known = [(event, position) for event, position in
                  zip(context.events, self.item_positions(context.event_item_ids)) if position >= 0]
+        if context.product_id is not None:
+            # The product in view leads (its reason wins ties with the session's view of it).
+            in_view = self.item_positions([context.product_id])[0]
+            if in_view >= 0:
+                known = [(Event(context.product_id, IN_VIEW), in_view)] + [
+                    (event, position) for event, position in known if position != in_view]
         if not known or not len(item_positions):
             return ["Popular right now"] * len(item_positions)
         event_positions = np.array([position for _, position in known])
@@ -219,7 +308,10 @@ class ItemKNNStrategy(Strategy):
                 continue
             event = known[event_number][0]
             title = self.titles_[known[event_number][1]] or event.item_id
-            reasons.append(f"Because you {EVENT_VERBS.get(event.event, 'viewed')} {title}")
+            if event.event == IN_VIEW:
+                reasons.append(f"Often chosen with {title}")
+            else:
+                reasons.append(f"Because you {EVENT_VERBS.get(event.event, 'viewed')} {title}")
         return reasons
 
     def _add_items(self, new_items: pd.DataFrame) -> None:
