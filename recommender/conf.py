@@ -87,7 +87,7 @@ DEFAULTS = {
         "home": {"title": "Picked for you", "blend": "home", "exclude_events": ["view", "click"]},
         # Continue this session: session components only (the hybrid's "session" blend of
         # item_knn and behavior); never a fallback, shown once the visitor has session events.
-        "because_you_viewed": {"title": "Because you viewed", "strategies": ["hybrid"], "blend": "session",
+        "because_you_viewed": {"title": "Inspired by what you viewed", "strategies": ["hybrid"], "blend": "session",
                                "exclude_events": ["view", "click"],
                                "fall_back": False, "needs_events": True},
         "similar": {"title": "Similar products", "strategies": ["content"], "similar_to_product": True,
