@@ -31,6 +31,8 @@ SERVED_ID_BYTES = 9
 SERVED_ID_MAX_LENGTH = 16
 TOKEN_MAX_LENGTH = 4096
 ANONYMOUS = "anonymous"  # serving's identity of a visitor with neither account nor key
+# The strategy that impressions and clicks of an exploration slot are attributed to.
+EXPLORATION_STRATEGY = "exploration"
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,15 @@ class Attribution:
     arm: str
     item_ids: tuple[str, ...]
     visitor_digest: str
+    # Positions of the list that the exploration slot filled (recommender.serving.exploration).
+    explored: tuple[int, ...] = ()
 
     def covers(self, item_id) -> bool:
         return str(item_id) in self.item_ids
+
+    def slot_of(self, item_id) -> int:
+        """The product's position in the served list (0-based)."""
+        return self.item_ids.index(str(item_id))
 
 
 def visitor_digest(identity: str) -> str:
@@ -60,10 +68,15 @@ def visitor_digest(identity: str) -> str:
     return hashlib.sha256(f"{SALT}:{identity}".encode()).hexdigest()[:16]
 
 
-def issue(*, identity: str, placement: str, strategy: str, arm: str, item_ids) -> str:
-    """A signed, time-stamped token for one served list (compact: a few hundred characters for 8 items)."""
+def issue(*, identity: str, placement: str, strategy: str, arm: str, item_ids, explored=()) -> str:
+    """A signed, time-stamped token for one served list (compact: a few hundred characters for 8 items).
+
+    ``explored``: the positions the exploration slot filled (their events are attributed to it).
+    """
     payload = {"i": secrets.token_urlsafe(SERVED_ID_BYTES), "p": placement, "s": strategy, "a": arm,
                "it": [str(item_id) for item_id in item_ids], "v": visitor_digest(identity)}
+    if explored:
+        payload["x"] = [int(position) for position in explored]
     return signing.TimestampSigner(salt=SALT).sign_object(payload, compress=True)
 
 
@@ -82,8 +95,9 @@ def verify(token: str, identities) -> Attribution | None:
     try:
         attribution = Attribution(served_id=str(payload["i"])[:SERVED_ID_MAX_LENGTH], placement=str(payload["p"]),
                                   strategy=str(payload["s"]), arm=str(payload["a"]),
-                                  item_ids=tuple(str(item) for item in payload["it"]), visitor_digest=str(payload["v"]))
-    except (KeyError, TypeError):
+                                  item_ids=tuple(str(item) for item in payload["it"]), visitor_digest=str(payload["v"]),
+                                  explored=tuple(int(position) for position in payload.get("x", ())))
+    except (KeyError, TypeError, ValueError):
         return None
     if attribution.visitor_digest and attribution.visitor_digest not in {visitor_digest(identity)
                                                                          for identity in identities}:

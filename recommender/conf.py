@@ -113,6 +113,24 @@ DEFAULTS = {
     # "segment_popularity": 0.5}} (arm = strategy key, value = traffic share), or None.
     # Arms are sticky per user or visitor and recorded with impressions and clicks.
     "AB_TEST": None,
+    # --- Exploration: new arrivals get seen (recommender.serving.exploration, docs/settings.md).
+    # Slots of a shelf given to a new or under-exposed product, per placement (a placement's own
+    # "exploration_slots" key wins; placements not named here get EXPLORATION_DEFAULT_SLOTS).
+    "EXPLORATION_SLOTS": {"home": 1, "category": 1, "cart": 0, "checkout": 0},
+    "EXPLORATION_DEFAULT_SLOTS": 0,
+    # A product leaves the exploration pool at this many attributed impressions.
+    "EXPLORATION_MIN_IMPRESSIONS": 200,
+    # The strategy that tells new products from learned ones and scores their fit with a taste.
+    "EXPLORATION_STRATEGY": "content",
+    # Weight (in impressions) of the prior borrowed from warm products' click-through, and the
+    # click-through assumed before any is known.
+    "EXPLORATION_PRIOR_STRENGTH": 10,
+    "EXPLORATION_DEFAULT_CTR": 0.05,
+    # Seconds the pool's counts and the priors are reused from the cache.
+    "EXPLORATION_COUNTS_TIMEOUT": 60,
+    "EXPLORATION_PRIOR_TIMEOUT": 3600,
+    # Seed of the Thompson draws and slot positions (None: fresh draws for every served list).
+    "EXPLORATION_SEED": None,
     # Products shown to a new visitor to pick from ("Tell us what you like").
     "ONBOARDING_SIZE": 10,
     # Rate limits per signed-in user (else per client address), "<n>/<second|minute|hour|day>"

@@ -470,8 +470,14 @@ def _attribute(rows, owner):
             verified[token] = attribution.verify(token, identities)
         served = verified[token]
         if served is not None and served.covers(row["product"]):
-            row.update(placement=served.placement[:LABEL_MAX_LENGTH], strategy=served.strategy[:LABEL_MAX_LENGTH],
+            slot = served.slot_of(row["product"])
+            # An exploration slot's events are the exploration strategy's, whatever the rest of the list's.
+            strategy = attribution.EXPLORATION_STRATEGY if slot in served.explored else served.strategy
+            row.update(placement=served.placement[:LABEL_MAX_LENGTH], strategy=strategy[:LABEL_MAX_LENGTH],
                        arm=served.arm[:LABEL_MAX_LENGTH], served_list=served.served_id)
+            # The slot it was shown in, from the signed list (click-through by position); a
+            # client's own "slot" is replaced.
+            row["context"] = {**(row.get("context") or {}), "slot": slot}
 
 
 def _dedupe_prefix(owner, batch_key):

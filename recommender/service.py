@@ -4,14 +4,15 @@
 docs/architecture.md): the visitor (resolved once per request) → their context (profile and
 recent events, only with their consent) → ranked candidates (a fresh precomputed list, else the
 placement's strategy chain, else popularity counted from the database) → the business rules
-(live stock, already bought, the product in view, the category cap) → explanations → the
-served-list cache. A fresh install with no trained model is served too, so pages never break.
+(live stock, already bought, the product in view, the category cap) → the exploration slot
+(new arrivals, within the placement's budget; its candidates pass the same rules) →
+explanations → the served-list cache. A fresh install with no trained model is served too, so pages never break.
 """
 
 from __future__ import annotations
 
 from . import attribution
-from .serving import cache, candidates, loaded_models, rules
+from .serving import cache, candidates, exploration, loaded_models, rules
 from .serving.candidates import (  # noqa: F401 (public names)
     CONSENTLESS_STRATEGY, DATABASE_POPULARITY, OVERFETCH, active_strategy, database_popularity,
 )
@@ -48,15 +49,20 @@ def recommend(*, user=None, visitor_key="", request=None, visitor=None, placemen
     context = visitor_context(visitor, known, product_id, blend=spot.blend)
     excluded = rules.excluded_ids(context, spot)
     precomputed = candidates.precomputed_list(visitor, chain, known, context)
+    slots = exploration.slots_for(spot, k)
+    draws = exploration.generator(visitor, known.stamp)
+    explored = exploration.ranked_candidates(context, visitor, slots, excluded, draws)
     shelf = None
     for ranked in candidates.ranked_lists(context, spot, chain, k * candidates.OVERFETCH, excluded, precomputed):
         shelf = rules.apply(ranked, visitor, excluded, k, spot.max_category_share,
-                            source=_source_of(ranked, precomputed))
+                            source=_source_of(ranked, precomputed), also=explored.item_ids if explored else ())
         if shelf:
             break
     if shelf is None:  # a placement without fall-back (or a session shelf before any event): nothing
         shelf = rules.Shelf(ranked=Recommendations.empty())
-    payload = {"items": served_items(shelf), "strategy": shelf.ranked.strategy, "source": shelf.source}
+    shelf, explored_slots = exploration.place(shelf, explored, slots, k, draws)
+    payload = {"items": served_items(shelf), "strategy": shelf.ranked.strategy, "source": shelf.source,
+               "explored": explored_slots}
     cache.put(key, payload)
     return _served(payload, spot, arm, stamp, cached=False, context=context, visitor=visitor)
 
@@ -77,9 +83,10 @@ def _served(payload: dict, spot, arm: str, stamp: str, cached: bool, context=Non
             visitor=None) -> ServedRecommendations:
     # A token per rendering (not cached with the list): each served list has its own id.
     token = attribution.issue(identity=visitor.identity, placement=spot.name, strategy=payload["strategy"], arm=arm,
-                              item_ids=[item.item_id for item in payload["items"]]) if payload["items"] else ""
+                              item_ids=[item.item_id for item in payload["items"]],
+                              explored=payload.get("explored", ())) if payload["items"] else ""
     return ServedRecommendations(
         items=payload["items"], strategy=payload["strategy"], placement=spot.name, arm=arm, title=spot.title,
         cached=cached, stamp=stamp, source=payload["source"], context=context if context is not None else Context(),
-        token=token,
+        token=token, explored=tuple(payload.get("explored", ())),
     )

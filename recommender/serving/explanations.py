@@ -49,6 +49,8 @@ class ServedRecommendations:
     # Signed attribution of this list (recommender.attribution): the widget's markup and the API
     # response carry it, the beacon sends it back with impressions and clicks.
     token: str = field(default="", repr=False)
+    # Positions (0-based) of the list given to the exploration slot (recommender.serving.exploration).
+    explored: tuple[int, ...] = ()
 
     @property
     def products(self):

@@ -37,6 +37,9 @@ class Shelf:
     indices: list[int] = field(default_factory=list)
     products: list = field(default_factory=list)
     source: str = ""
+    # {item id: product} of the extra ids checked with the list (the exploration candidates)
+    # that passed the same rules: sellable, never bought, not excluded.
+    also: dict = field(default_factory=dict)
 
     def __len__(self):
         return len(self.indices)
@@ -104,13 +107,18 @@ def diversified(categories: Sequence[str], k: int, max_share: float) -> list[int
 
 
 def apply(ranked: Recommendations, visitor: Visitor, excluded: set[str], k: int, max_share: float,
-          source: str = "") -> Shelf:
-    """The rules applied to ``ranked``: at most ``k`` entries, possibly none (one query)."""
+          source: str = "", also: Sequence[str] = ()) -> Shelf:
+    """The rules applied to ``ranked``: at most ``k`` entries, possibly none (one query).
+
+    ``also``: more ids checked in the same query (the exploration candidates); those that pass
+    are in ``Shelf.also``.
+    """
     candidates = [index for index, item_id in enumerate(ranked.item_ids) if item_id not in excluded]
-    products = sellable_products([ranked.item_ids[index] for index in candidates], visitor)
+    extra = [item_id for item_id in also if item_id not in excluded]
+    products = sellable_products([ranked.item_ids[index] for index in candidates] + extra, visitor)
     kept = [index for index in candidates if ranked.item_ids[index] in products]
     adapter = get_adapter()
     categories = [adapter.category_of(products[ranked.item_ids[index]]) for index in kept]
     indices = [kept[position] for position in diversified(categories, k, max_share)]
     return Shelf(ranked=ranked, indices=indices, products=[products[ranked.item_ids[index]] for index in indices],
-                 source=source)
+                 source=source, also={item_id: products[item_id] for item_id in extra if item_id in products})

@@ -262,6 +262,10 @@ class Strategy:
     def _add_items(self, new_items: pd.DataFrame) -> None:
         """Extend internal arrays for items appended to ``item_ids`` (default: nothing)."""
 
+    def untrained_item_ids(self) -> list[str] | None:
+        """Ids of known items the fit saw no events of (new arrivals), or None when the strategy cannot tell."""
+        return None
+
     def _save_state(self, directory: Path) -> None:
         """Write learned state into ``directory`` (params and item ids are written for you)."""
 

@@ -271,6 +271,11 @@ class ContentStrategy(Strategy):
         self.popularity_ = np.concatenate([self.popularity_, np.zeros(len(texts), dtype=np.float32)])
         self.titles_ = np.concatenate([self.titles_, new_items["title"].fillna("").astype(str).to_numpy(dtype=object)])
 
+    def untrained_item_ids(self) -> list[str]:
+        """Products without training events: those the fit had no events of, and those added since."""
+        self._check_fitted()
+        return [str(item_id) for item_id in self.item_ids[~self.trained_]]
+
     # --- scoring -------------------------------------------------------------------------------
     def context_weights(self, contexts: Sequence[Context], half_life: float | None = None) -> sp.csr_matrix:
         """Contexts × items matrix of how much each known event item says about the taste.
