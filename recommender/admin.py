@@ -21,7 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from . import admin_privacy, admin_views, evaluation_runs, jobs, reports
-from .models import Dashboard, EvaluationRun, Interaction, ModelVersion, Preview, Rating, UserProfile
+from .models import Dashboard, EvaluationRun, Interaction, ModelVersion, NewArrivals, Preview, Rating, UserProfile
 from .versions.run import run_summary
 
 
@@ -418,6 +418,12 @@ class DashboardAdmin(PageAdmin):
 
     def chart_view(self, request, name):
         return admin_views.dashboard_chart(self, request, name)
+
+
+@admin.register(NewArrivals)
+class NewArrivalsAdmin(PageAdmin):
+    def changelist_view(self, request, extra_context=None):
+        return admin_views.new_arrivals(self, request)
 
 
 @admin.register(Preview)

@@ -1,4 +1,4 @@
-"""The admin's own pages: dashboard (+ its charts), preview, starting an evaluation run (+ its chart).
+"""The admin's own pages: dashboard (+ its charts), new arrivals, preview, starting an evaluation run (+ its chart).
 
 Thin views: the figures come from ``reports``, ``preview`` and ``evaluation_runs``, the images
 from ``charts``. Each is called by a ``ModelAdmin`` of ``admin.py`` (inside ``admin_view``,
@@ -88,6 +88,16 @@ def dashboard_chart(model_admin, request, name):
             empty_message=f"Not enough data yet: no group has {reports.MIN_IMPRESSIONS} impressions in the last "
                           f"{reports.WINDOW_DAYS} days"))
     raise Http404(f"No chart named {name!r}")
+
+
+# --- new arrivals ----------------------------------------------------------------------------------
+def new_arrivals(model_admin, request):
+    _require_view(model_admin, request)
+    return TemplateResponse(request, "admin/recommender/new_arrivals.html", _context(
+        model_admin, request, "New arrivals", rows=reports.new_arrivals(),
+        threshold=settings.EXPLORATION_MIN_IMPRESSIONS, strategy=settings.EXPLORATION_STRATEGY,
+        slots=settings.EXPLORATION_SLOTS, explanations=reports.METRIC_EXPLANATIONS,
+    ))
 
 
 # --- confirmations -----------------------------------------------------------------------------------

@@ -131,6 +131,9 @@ DEFAULTS = {
     "EXPLORATION_PRIOR_TIMEOUT": 3600,
     # Seed of the Thompson draws and slot positions (None: fresh draws for every served list).
     "EXPLORATION_SEED": None,
+    # The product model's field saying when a product was added (the "New arrivals" screen's
+    # days since added); None, or a model without it: the day of its first event.
+    "EXPLORATION_ADDED_FIELD": "created_at",
     # Products shown to a new visitor to pick from ("Tell us what you like").
     "ONBOARDING_SIZE": 10,
     # Rate limits per signed-in user (else per client address), "<n>/<second|minute|hour|day>"

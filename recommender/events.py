@@ -475,9 +475,11 @@ def _attribute(rows, owner):
             strategy = attribution.EXPLORATION_STRATEGY if slot in served.explored else served.strategy
             row.update(placement=served.placement[:LABEL_MAX_LENGTH], strategy=strategy[:LABEL_MAX_LENGTH],
                        arm=served.arm[:LABEL_MAX_LENGTH], served_list=served.served_id)
-            # The slot it was shown in, from the signed list (click-through by position); a
-            # client's own "slot" is replaced.
-            row["context"] = {**(row.get("context") or {}), "slot": slot}
+            if served.explored:
+                # A list with an exploration slot: the slot each product was shown in, from the signed
+                # list (0-based; the beacon's own "position" is the client's word), so exploration's
+                # click-through compares with the rest of its shelves position by position.
+                row["context"] = {**(row.get("context") or {}), "slot": slot}
 
 
 def _dedupe_prefix(owner, batch_key):

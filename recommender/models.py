@@ -246,3 +246,10 @@ class Preview(ModelVersion):
         proxy = True
         verbose_name = _("recommendation preview")
         verbose_name_plural = _("recommendation preview")
+
+
+class NewArrivals(ModelVersion):
+    class Meta:
+        proxy = True
+        verbose_name = _("new arrivals")
+        verbose_name_plural = _("new arrivals")

@@ -11,12 +11,14 @@ import datetime
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import CharField, Count, Max, Value
+from django.db.models import CharField, Count, Max, Min, Value
 from django.db.models.functions import Cast, Concat, TruncDate
 from django.utils import timezone
 
 from .conf import settings
 from .models import EventType, Interaction, ModelVersion
+from .catalog import get_adapter
+from .serving import exploration
 from .serving.candidates import DATABASE_POPULARITY
 from .serving.placements import get_placement, placement_names
 from .strategies import registry
@@ -278,3 +280,72 @@ def _needs_events(key: str) -> bool:
         return registry.get_strategy_class(key, settings.STRATEGIES).needs_events
     except Exception:  # an unimportable strategy: the system checks report it
         return False
+
+
+# --- new arrivals (the exploration pool) ------------------------------------------------------------
+NEW_ARRIVALS_SHOWN = 200
+
+
+@dataclass(frozen=True)
+class NewArrival:
+    """One product without training events: its attributed impressions and clicks, age and state."""
+
+    item_id: str
+    title: str
+    category: str
+    impressions: int
+    clicks: int
+    ctr: float
+    low: float
+    high: float
+    days_since_added: int | None
+    warmed_up: bool
+
+    @property
+    def state(self) -> str:
+        return "warmed up" if self.warmed_up else "exploring"
+
+
+def new_arrivals(now=None, limit: int = NEW_ARRIVALS_SHOWN) -> list[NewArrival] | None:
+    """The exploration strategy's products without training events, newest first; None without its model.
+
+    Counts are lifetime attributed impressions and clicks (each served list once, one GROUP BY);
+    a product is warmed up from ``EXPLORATION_MIN_IMPRESSIONS`` on. Three queries in all.
+    """
+    model = exploration.exploration_model()
+    if model is None:
+        return None
+    now = now or timezone.now()
+    adapter = get_adapter()
+    untrained = list(model.untrained_item_ids() or ())
+    known = set(str(item_id) for item_id in model.item_ids)
+    unknown = [str(pk) for pk in adapter.queryset().values_list("pk", flat=True) if str(pk) not in known]
+    candidates = [*unknown, *untrained]
+    products = adapter.queryset().filter(pk__in=[adapter.pk_from_string(item) for item in candidates])
+    related = adapter.related_paths()
+    products = {str(product.pk): product for product in (products.select_related(*related) if related else products)}
+    added = _added_times(products, adapter)
+    order = sorted(products, key=lambda item: (added.get(item) is None, -(added[item].timestamp() if added.get(item)
+                                                                           else 0), item))[:limit]
+    impressions, clicks = exploration.attributed_counts(order)
+    shown = np.asarray([impressions.get(item, 0) for item in order], dtype=float)
+    clicked = np.minimum(np.asarray([clicks.get(item, 0) for item in order], dtype=float), shown)
+    low, high = wilson_interval(clicked, shown)
+    threshold = int(settings.EXPLORATION_MIN_IMPRESSIONS)
+    return [NewArrival(item_id=item, title=adapter.title_of(products[item]),
+                       category=adapter.category_of(products[item]), impressions=int(shown[i]), clicks=int(clicked[i]),
+                       ctr=float(clicked[i] / shown[i]) if shown[i] else 0.0, low=float(low[i]), high=float(high[i]),
+                       days_since_added=None if added.get(item) is None else max(0, (now - added[item]).days),
+                       warmed_up=shown[i] >= threshold)
+            for i, item in enumerate(order)]
+
+
+def _added_times(products: dict, adapter) -> dict:
+    """{item id: when it was added}: the ``EXPLORATION_ADDED_FIELD``, else its first event (one query)."""
+    field = settings.EXPLORATION_ADDED_FIELD
+    names = {model_field.name for model_field in adapter.model._meta.get_fields()}
+    if field and field in names:
+        return {item: getattr(product, field) for item, product in products.items() if getattr(product, field)}
+    first = (Interaction.objects.filter(product_id__in=[product.pk for product in products.values()])
+             .values("product_id").annotate(first=Min("timestamp")).order_by())
+    return {str(row["product_id"]): row["first"] for row in first}

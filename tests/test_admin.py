@@ -84,6 +84,7 @@ def admin_urls(shop):
         reverse("admin:recommender_dashboard_changelist"),
         reverse("admin:recommender_dashboard_chart", args=["offline"]),
         reverse("admin:recommender_preview_changelist"),
+        reverse("admin:recommender_newarrivals_changelist"),
     ]
 
 

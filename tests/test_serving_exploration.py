@@ -216,3 +216,34 @@ def test_a_cache_miss_with_exploration_costs_at_most_three_queries(shop, django_
         assert not served.cached and len(served.explored) == 1
     # The refresh: the catalogue's products and one aggregate of the pool's counts, on top.
     assert len(refresh.captured_queries) <= 5
+
+
+@override_settings(RECOMMENDER={**SEEDED, "EXPLORATION_MIN_IMPRESSIONS": 3})
+def test_the_new_arrivals_screen_shows_counts_interval_age_and_state(shop, client):
+    """Staff see each new product's attributed impressions, clicks, click-through with its Wilson
+    interval, days since added and whether it is still exploring."""
+    import datetime
+
+    from django.urls import reverse
+    from django.utils import timezone
+
+    old, new, _ = shop
+    warm, fresh = new[0], new[1]
+    type(warm).objects.filter(pk=warm.pk).update(created_at=timezone.now() - datetime.timedelta(days=9))
+    Interaction.objects.bulk_create(
+        [Interaction(visitor_key=f"v{number}", product=warm, event="impression", served_list=f"list-{number}")
+         for number in range(4)]
+        + [Interaction(visitor_key="v0", product=warm, event="click", served_list="list-0"),
+           Interaction(visitor_key="v9", product=fresh, event="impression")])  # not attributed: not counted
+    staff = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    client.force_login(staff)
+    page = client.get(reverse("admin:recommender_newarrivals_changelist"))
+    assert page.status_code == 200
+    rows = {row.item_id: row for row in page.context["rows"]}
+    assert set(rows) >= ids(new) and not set(rows) & {str(product.pk) for product in old[:2]}
+    warm_row, fresh_row = rows[str(warm.pk)], rows[str(fresh.pk)]
+    assert (warm_row.impressions, warm_row.clicks, warm_row.state, warm_row.days_since_added) == (4, 1, "warmed up", 9)
+    assert warm_row.low < 0.25 < warm_row.high and 0 <= warm_row.low
+    assert (fresh_row.impressions, fresh_row.state, fresh_row.days_since_added) == (0, "exploring", 0)
+    html = page.content.decode()
+    assert "warmed up" in html and "exploring" in html and get_adapter().title_of(warm) in html
