@@ -50,7 +50,7 @@ def recommend(*, user=None, visitor_key="", request=None, visitor=None, placemen
     excluded = rules.excluded_ids(context, spot)
     precomputed = candidates.precomputed_list(visitor, chain, known, context)
     slots = exploration.slots_for(spot, k)
-    draws = exploration.generator(visitor, known.stamp)
+    draws = exploration.generator(visitor, known.events)
     explored = exploration.ranked_candidates(context, visitor, slots, excluded, draws)
     shelf = None
     for ranked in candidates.ranked_lists(context, spot, chain, k * candidates.OVERFETCH, excluded, precomputed):

@@ -109,23 +109,26 @@ def test_taste_names_the_interest_and_consent_withdrawn_gets_none(shop):
     old, new, models = shop
     garden = [product for product in old if "Garden" in product.name]
     garden_new = ids(new[:4])
+    garden_share = {}
     for who, consent in (("keen", True), ("private", False)):
         user = get_user_model().objects.create_user(who, password="pw-123456")
         UserProfile.objects.create(user=user, gender="m", personalization_consent=consent)
         events.record([{"product": product.pk, "event": "view"} for product in garden[:3]], user=user)
         reasons, explored = [], []
-        for number in range(12):
+        for number in range(20):
             events.record([{"product": garden[3 + number % 3].pk, "event": "click"}], user=user)
             served = service.recommend(user=user, placement="home", k=8)
             for item in explored_items(served):
                 reasons.append(item.reason)
                 explored.append(item.item_id)
         assert explored
+        garden_share[who] = sum(item in garden_new for item in explored) / len(explored)
         if consent:
-            assert sum(item in garden_new for item in explored) >= 0.75 * len(explored)
             assert any(reason == "New arrival, matches your interest in Garden" for reason in reasons)
         else:
             assert set(reasons) == {"New arrival"}
+    # Taste steers the draws toward garden novelties; without consent they are drawn on click-through alone.
+    assert garden_share["keen"] >= 0.6 and garden_share["keen"] > garden_share["private"] + 0.2, garden_share
     context = service.visitor_context(service.visitor_from(user=user))
     assert not exploration.taste_fit(models["content"], context, sorted(garden_new), consent=False).any()
 
@@ -247,3 +250,28 @@ def test_the_new_arrivals_screen_shows_counts_interval_age_and_state(shop, clien
     assert (fresh_row.impressions, fresh_row.state, fresh_row.days_since_added) == (0, "exploring", 0)
     html = page.content.decode()
     assert "warmed up" in html and "exploring" in html and get_adapter().title_of(warm) in html
+
+
+def test_fresh_visitors_home_shelves_on_a_seeded_shop(monkeypatch):
+    """On the seeded synthetic shop (its newest products have no events), at least 30% of 40 fresh
+    visitors' home shelves show a new arrival and none shows more than 2 (the issue's done-when,
+    measured on a smaller shop than the demo's; the demo itself is checked in docs/benchmarks.md)."""
+    from recommender.data.importer import import_dataset
+    from recommender.data.snapshot import build_dataset_from_db
+    from recommender.data.synthetic import make_shop_dataset
+
+    world = make_shop_dataset(seed=0, n_users=300, n_items=400, n_categories=12, n_events=8000)
+    import_dataset(world, progress=False)
+    dataset = build_dataset_from_db()
+    models = {"segment_popularity": create_strategy("segment_popularity", auto_tune=False).fit(dataset),
+              "content": create_strategy("content", encoder="tfidf").fit(dataset)}
+    serve(monkeypatch, models)
+    new_skus = set(world.meta["new_items"])
+    sku_of = dict(get_adapter().queryset().values_list("pk", "sku"))
+    new_per_shelf = []
+    for number in range(40):
+        served = service.recommend(visitor_key=f"fresh-{number}", placement="home", k=8)
+        assert len(served) == 8
+        new_per_shelf.append(sum(sku_of[int(item.item_id)] in new_skus for item in served))
+    share = sum(count > 0 for count in new_per_shelf) / len(new_per_shelf)
+    assert share >= 0.3 and max(new_per_shelf) <= 2, (share, new_per_shelf)

@@ -30,7 +30,7 @@ with the rest of the shelf at the same positions. The served list records the po
 to exploration; its token carries them, so impressions and clicks of those products are
 attributed to the ``exploration`` strategy with their slot (``Interaction.context["slot"]``).
 
-Draws come from a generator seeded by ``EXPLORATION_SEED``, the visitor and their newest event
+Draws come from a generator seeded by ``EXPLORATION_SEED``, the visitor and their recent events
 (``generator``): with a seed set, the same visitor in the same state gets the same shelf.
 See docs/architecture.md.
 """
@@ -108,12 +108,17 @@ def slots_for(placement: Placement, k: int) -> int:
     return max(0, min(int(configured or 0), k - 1))
 
 
-def generator(visitor: Visitor, event_stamp: str, seed=None) -> np.random.Generator:
-    """The draws' generator: seeded by ``EXPLORATION_SEED``, the visitor and their newest event; fresh without a seed."""
+def generator(visitor: Visitor, known_events=(), seed=None) -> np.random.Generator:
+    """The draws' generator: seeded by ``EXPLORATION_SEED``, the visitor and their recent events; fresh without a seed.
+
+    The events enter by product and type (not by row id or time), so a replay of the same
+    visits draws the same shelves on any database.
+    """
     seed = settings.EXPLORATION_SEED if seed is None else seed
     if seed is None:
         return np.random.default_rng()
-    digest = hashlib.sha256(f"{visitor.identity}:{event_stamp}".encode()).digest()
+    history = ",".join(f"{event.item_id}:{event.event}" for event in known_events)
+    digest = hashlib.sha256(f"{visitor.identity}|{history}".encode()).digest()
     return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "big")])
 
 
@@ -147,7 +152,8 @@ def build_pool(model) -> Pool:
     """Products the model has no training events for (or does not know), under the impressions threshold."""
     adapter = get_adapter()
     category_path = adapter.field_paths.get("category")
-    rows = adapter.queryset().order_by().values_list("pk", *([category_path] if category_path else []))
+    # In primary-key order: the draws go to the same products in the same order on every run.
+    rows = adapter.queryset().order_by("pk").values_list("pk", *([category_path] if category_path else []))
     catalog = [(str(row[0]), "" if len(row) < 2 or row[1] is None else str(row[1]).split("|")[0].strip())
                for row in rows]
     if not catalog:
