@@ -30,6 +30,7 @@ class TestDemographicContract(StrategyContract):
     strategy_key = "demographic"
     uses_profile = True
     uses_events = True
+    subsumes_popularity = True
 
 
 # --- item-kNN with a product in view ("also bought") ------------------------------------------------

@@ -22,6 +22,9 @@ class TestBehaviorContract(StrategyContract):
     uses_events = True
     uses_sequence = True
     uses_content = True
+    subsumes_popularity = True
+    # A sampled softmax (as on real catalogues, far larger than 2 × negatives) on the planted one.
+    popularity_check_params = {"negatives": 16}
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,9 @@ class TestGenerativeContract(StrategyContract):
     strategy_params = TINY
     uses_profile = True
     uses_events = True
+    subsumes_popularity = True
+    # A sampled softmax (as on real catalogues, far larger than 2 × negatives) on the planted one.
+    popularity_check_params = {"negatives": 16}
 
 
 class TestAugmentedSegmentPopularityContract(StrategyContract):

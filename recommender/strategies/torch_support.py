@@ -135,6 +135,77 @@ def proposal_distribution(item_counts: np.ndarray, popularity_share: float = 0.5
     return (1.0 - popularity_share) * uniform + popularity_share * popular
 
 
+def log_prior(counts: np.ndarray) -> np.ndarray:
+    """Log of each item's share of the training choices (half a count of smoothing).
+
+    The initial output bias of the torch strategies, and the prior they back off to: a softmax
+    over these logits is the popularity distribution itself, the best a model can do for a
+    user it knows nothing about. Started at zero instead, the biases had to climb to it by
+    gradient steps, and within a training budget of seconds they did not: with no events the
+    models ranked below plain popularity (docs/benchmarks.md).
+    """
+    counts = np.asarray(counts, dtype=np.float64) + 0.5
+    return np.log(counts / counts.sum()).astype(np.float32)
+
+
+# Cut-off of the validation ranking metric that picks the best epoch (the evaluator's K).
+VALIDATION_K = 10
+
+
+def top_k_rows(logits, known: sp.csr_matrix | None = None, k: int = VALIDATION_K) -> np.ndarray:
+    """(users, k) item indices of a (users, items) logits tensor, best first; ``known`` items never."""
+    torch = require_torch()
+    if known is not None and known.nnz:
+        logits = logits.clone()
+        coo = known.tocoo()
+        logits[torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))] = -torch.inf
+    return torch.topk(logits, min(int(k), logits.shape[1]), dim=1).indices.numpy()
+
+
+def validation_ndcg(logits, relevant: sp.csr_matrix, known: sp.csr_matrix | None = None, k: int = VALIDATION_K) -> float:
+    """Mean NDCG@k of a (users, items) logits tensor against ``relevant`` (users without any skipped).
+
+    ``known`` items (the revealed ones) are never ranked. The best epoch is picked on this, a
+    ranking of the whole vocabulary as the evaluator and serving rank it, not on a sampled
+    AUC: an AUC against negatives drawn largely uniformly rewards ordering the tail and is
+    nearly blind to the top of the list, where popular items compete.
+    """
+    from ..evaluation.metrics import mean_ndcg  # the evaluator's own metric (imported lazily: no cycle)
+
+    return mean_ndcg(top_k_rows(logits, known, k), relevant, int(k))
+
+
+# Weights of the model against the popularity prior tried on the validation users (1: the model alone).
+PRIOR_WEIGHTS = (1.0, 0.9, 0.75, 0.5, 0.25, 0.1, 0.0)
+
+
+def mix_with_prior(logits, item_log_prior, weight: float):
+    """Log of ``weight × softmax(logits) + (1 − weight) × prior``, row by row (a torch tensor).
+
+    The back-off of a learned model to popularity, as demographic shrinks its neighbours toward
+    segment popularity: where the model (say, for a visitor with no events yet) knows less
+    than the training counts, the validation users pick a weight below 1.
+    """
+    torch = require_torch()
+    weight = float(weight)
+    if weight >= 1.0:
+        return logits
+    prior = torch.as_tensor(item_log_prior, dtype=logits.dtype)[None, :]
+    if weight <= 0.0:
+        return prior.expand_as(logits).clone()
+    return torch.logaddexp(np.log(weight) + torch.log_softmax(logits, dim=1), np.log1p(-weight) + prior)
+
+
+def choose_prior_weight(logits, item_log_prior, relevant: sp.csr_matrix, known: sp.csr_matrix | None = None) -> float:
+    """The ``PRIOR_WEIGHTS`` entry with the best validation NDCG@10 (ties: the larger weight)."""
+    best_weight, best_score = 1.0, -np.inf
+    for weight in PRIOR_WEIGHTS:
+        score = validation_ndcg(mix_with_prior(logits, item_log_prior, weight), relevant, known)
+        if score > best_score + 1e-12:
+            best_weight, best_score = weight, score
+    return best_weight
+
+
 def save_torch_state(path: Path, module) -> None:
     """Write a module's ``state_dict`` (tensors only; loaded with ``weights_only=True``)."""
     torch = require_torch()

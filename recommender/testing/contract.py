@@ -31,7 +31,7 @@ import pytest
 from ..conf import settings
 from ..strategies.base import Context, Event, Recommendations, Strategy
 from ..strategies.registry import create_strategy
-from .factories import new_items_frame, planted_dataset
+from .factories import new_items_frame, planted_dataset, popular_head_datasets
 
 
 class StrategyContract:
@@ -46,6 +46,11 @@ class StrategyContract:
     uses_events: ClassVar[bool] = False
     uses_sequence: ClassVar[bool] = False
     uses_content: ClassVar[bool] = False
+    # Claims to learn the popularity prior: new visitors (no events) score at least plain
+    # popularity's NDCG@10 on the planted best-seller shops (``popular_head_datasets``).
+    subsumes_popularity: ClassVar[bool] = False
+    # Extra params for that check only (say, a sampled softmax on the small planted catalogue).
+    popularity_check_params: ClassVar[dict[str, Any]] = {}
     known_answer_k: ClassVar[int] = 10
     # Share of the top ``known_answer_k`` that must come from the planted category.
     known_answer_share: ClassVar[float] = 0.7
@@ -287,3 +292,25 @@ class StrategyContract:
             own = np.array([item_category[item] == category for item in new_items])
             assert np.all(np.isfinite(scores[own])), "new products must get finite scores"
             assert scores[own].min() > scores[~own].max(), (category, scores)
+
+    # --- the popularity prior ------------------------------------------------------------------------
+    # On the shop without profiles popularity is the most anyone can know about a new visitor: a
+    # model that learned it ties, give or take the noise of its validation split.
+    POPULARITY_FLOOR = {"profiles": 1.0, "anonymous": 0.98}
+
+    def test_new_visitors_score_at_least_popularity(self):
+        """At zero events, NDCG@10 ≥ plain popularity's on planted best-seller shops (evaluator, 2 folds)."""
+        if not self.subsumes_popularity:
+            pytest.skip(f"{self.strategy_key or self.strategy_class} does not claim to learn the popularity prior")
+        from ..evaluation.runner import evaluate
+
+        key = self.strategy_key or self.strategy_class.key
+        host = dict(settings.STRATEGIES)
+        if self.strategy_class is not None:
+            host[key] = f"{self.strategy_class.__module__}.{self.strategy_class.__qualname__}"
+        params = {**self.strategy_params, **self.popularity_check_params}
+        for name, dataset in popular_head_datasets().items():
+            rows = evaluate(dataset, ["popularity", key], reveal=(0,), folds=2, progress=False,
+                            strategy_params={key: params}, host_strategies=host)
+            ndcg = {row["strategy"]: row["ndcg"] for row in rows if row["regime"] == "all"}
+            assert ndcg[key] >= self.POPULARITY_FLOOR[name] * ndcg["popularity"], (name, ndcg)

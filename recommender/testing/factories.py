@@ -50,6 +50,7 @@ def planted_dataset(
     events_per_user: tuple[int, int] = (8, 16),
     on_category_share: float = 0.9,
     follow_next_share: float = 0.75,
+    popular_share: float = 0.0,
 ) -> Dataset:
     """Return a small synthetic dataset with a known answer.
 
@@ -67,6 +68,10 @@ def planted_dataset(
         Share of a user's sequence starts drawn from their segment's category.
     follow_next_share
         Probability that the next event is the planted ``next_item`` of the current one.
+    popular_share
+        Share of sequence starts drawn from one shop-wide Zipf head over every established
+        item, whatever the user's segment: best sellers everyone buys, so that plain popularity
+        is a strong baseline (``popular_head_datasets``). 0 (default) leaves the data as it was.
 
     Returns
     -------
@@ -109,6 +114,10 @@ def planted_dataset(
     start_weights = 1.0 / np.arange(1, len(old_items[PLANTED_CATEGORIES[0]]) + 1) ** 0.8
     start_cumulative = np.cumsum(start_weights) / start_weights.sum()
     old_item_sets = {category: set(ids) for category, ids in old_items.items()}
+    if popular_share:
+        shop_head = [str(item) for item in rng.permutation([item for ids in old_items.values() for item in ids])]
+        head_cumulative = np.cumsum(1.0 / np.arange(1, len(shop_head) + 1))
+        head_cumulative /= head_cumulative[-1]
     event_types = ("view", "cart", "purchase", "rating")
     event_cumulative = np.cumsum((0.55, 0.15, 0.1, 0.2))
 
@@ -134,6 +143,8 @@ def planted_dataset(
             draw = rng.random()
             if current is not None and draw < follow_next_share:
                 current = next_item[current]
+            elif popular_share and rng.random() < popular_share:
+                current = shop_head[min(int(np.searchsorted(head_cumulative, rng.random())), len(shop_head) - 1)]
             else:
                 start_category = category if rng.random() < on_category_share else PLANTED_CATEGORIES[rng.integers(n_categories)]
                 rank = min(int(np.searchsorted(start_cumulative, rng.random())), len(start_cumulative) - 1)
@@ -170,6 +181,21 @@ def planted_dataset(
         name=f"planted-{seed}",
         meta=meta,
     )
+
+
+def popular_head_datasets(seed: int = 0, n_users: int = 1200, popular_share: float = 0.6) -> dict[str, Dataset]:
+    """Planted shops where best sellers dominate: one with profiles, one without any.
+
+    ``"profiles"``: ``planted_dataset`` with a shop-wide Zipf head (``popular_share``), so a
+    new visitor's profile still says something but popularity is a strong baseline.
+    ``"anonymous"``: the same interactions with every profile attribute removed (as in data
+    with no user attributes), where popularity is the most a model can know about a new visitor.
+    A strategy that learns from the data must match plain popularity on both (docs/benchmarks.md).
+    """
+    dataset = planted_dataset(seed=seed, n_users=n_users, popular_share=popular_share, follow_next_share=0.3)
+    anonymous = Dataset(users=dataset.users.iloc[:, :0].reset_index(), items=dataset.items.reset_index(),
+                        interactions=dataset.interactions, name=f"{dataset.name}-anonymous", meta=dataset.meta)
+    return {"profiles": dataset, "anonymous": anonymous}
 
 
 def new_items_frame(item_ids, category: str = "garden", seed: int = 0) -> pd.DataFrame:

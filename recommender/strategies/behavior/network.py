@@ -14,8 +14,14 @@ from __future__ import annotations
 from .tokens import N_DWELL_BUCKETS, N_EVENT_CODES
 
 
-def make_network(torch, n_ids, n_profile, content_dim, model_dim, heads, layers, feedforward_dim, dropout, max_positions):
-    """Build the Transformer; ``torch`` is passed in, so this module imports without torch."""
+def make_network(torch, n_ids, n_profile, content_dim, model_dim, heads, layers, feedforward_dim, dropout,
+                 max_positions, id_log_prior=None, cold_log_prior=None):
+    """Build the Transformer; ``torch`` is passed in, so this module imports without torch.
+
+    ``id_log_prior`` (log training share of the items of id rows 1…, ``torch_support.log_prior``)
+    and ``cold_log_prior`` initialise the item biases, so the untrained network's item scores
+    start from popularity instead of from zero.
+    """
     nn = torch.nn
 
     class BehaviorTransformer(nn.Module):
@@ -68,4 +74,10 @@ def make_network(torch, n_ids, n_profile, content_dim, model_dim, heads, layers,
             hidden = self.sequence(profile, tokens, tables)
             return hidden[torch.arange(hidden.shape[0]), tokens["lengths"]]
 
-    return BehaviorTransformer()
+    network = BehaviorTransformer()
+    with torch.no_grad():
+        if id_log_prior is not None:
+            network.id_bias.weight[1:, 0] = torch.as_tensor(id_log_prior, dtype=torch.float32)
+        if cold_log_prior is not None:
+            network.cold_bias.fill_(float(cold_log_prior))
+    return network

@@ -21,14 +21,25 @@ from ..torch_support import require_torch
 MODELS = ("cvae", "cfgan")
 
 
-def build_network(model: str, n_items: int, n_profile: int, hidden_dim: int, latent_dim: int, noise_dim: int):
-    """A fresh ``"cvae"`` or ``"cfgan"`` network over ``n_items`` vocabulary items."""
+def build_network(model: str, n_items: int, n_profile: int, hidden_dim: int, latent_dim: int, noise_dim: int,
+                  item_log_prior: np.ndarray | None = None):
+    """A fresh ``"cvae"`` or ``"cfgan"`` network over ``n_items`` vocabulary items.
+
+    ``item_log_prior`` (log of each item's training share) initialises the output biases, so
+    the untrained network already ranks by popularity and training learns what a profile or
+    a history adds to it (see ``torch_support.log_prior``).
+    """
     if model not in MODELS:
         raise ValueError(f"generative: model must be one of {MODELS}, got {model!r}")
     conditional_vae, conditional_gan = _modules()
     network_class = conditional_vae if model == "cvae" else conditional_gan
-    return network_class(n_items=n_items, n_profile=n_profile, hidden_dim=hidden_dim, latent_dim=latent_dim,
-                         noise_dim=noise_dim)
+    network = network_class(n_items=n_items, n_profile=n_profile, hidden_dim=hidden_dim,
+                            latent_dim=latent_dim, noise_dim=noise_dim)
+    if item_log_prior is not None:
+        torch = require_torch()
+        with torch.no_grad():
+            network.output.bias.copy_(torch.from_numpy(np.asarray(item_log_prior, dtype=np.float32)))
+    return network
 
 
 def normalise_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:

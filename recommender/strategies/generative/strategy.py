@@ -14,6 +14,13 @@ Two selectable models (``params["model"]``):
 Both are trained on x̃ = a dropped-out copy of the user's history, so the same network scores a
 brand-new visitor from the profile alone (empty x̃) and a visitor with a few revealed events.
 
+The popularity prior is part of the model, so that a new visitor is never served worse than by
+plain popularity: the output biases start at the log of each item's training share (the untrained
+network ranks by popularity), a share of each batch is trained with nothing revealed, the best
+epoch (the untrained start included) is picked by NDCG@10 over the vocabulary on validation
+users, and those users also choose how far the scores back off to popularity
+(``history["prior_weights"]``, one weight for visitors without events and one with them).
+
 Only items with training interactions get an output unit (the "vocabulary"); other items
 (new products) score below every vocabulary item: this model knows nothing about them.
 
@@ -40,6 +47,8 @@ from ..context import context_rows
 from ..torch_support import (
     csr_bags,
     load_torch_state,
+    log_prior,
+    mix_with_prior,
     profile_bags,
     profile_matrix,
     read_json,
@@ -51,7 +60,7 @@ from ..torch_support import (
 )
 from .augmentation import augment_dataset
 from .network import MODELS, build_network, normalise_rows
-from .trainer import GenerativeTrainer, split_rows
+from .trainer import NO_BACK_OFF, GenerativeTrainer, split_rows
 
 
 class GenerativeStrategy(Strategy):
@@ -68,6 +77,9 @@ class GenerativeStrategy(Strategy):
         # a rate drawn per user from U(0, 1), so that short prefixes (a new visitor's first
         # events) and empty inputs are in-sample too.
         "input_dropout": "uniform",
+        # Share of training users (per batch) whose items are all hidden from the encoder, so the
+        # zero-event prediction is learned from every kind of user, heavy ones too.
+        "empty_input_share": 0.2,
         # Share of training users whose profile is hidden, so anonymous visitors are in-sample.
         "profile_dropout": 0.25,
         "epochs": 30,
@@ -133,7 +145,7 @@ class GenerativeStrategy(Strategy):
         profiles = profile_matrix(self.encoder, user_profiles_frame(dataset).iloc[active])
         history = history[active]
         with torch_session(self.seed, params["threads"]) as torch:
-            self.network = self._build_network()
+            self.network = self._build_network(item_log_prior=log_prior(self.vocabulary_counts))
             rng = np.random.default_rng(self.seed)
             train_rows, validation_rows = split_rows(len(active), params, rng)
             trainer = GenerativeTrainer(self.network, params, torch, rng, history, profiles, self.vocabulary_counts)
@@ -159,7 +171,7 @@ class GenerativeStrategy(Strategy):
         matrix.data[:] = 1.0
         return matrix
 
-    def _build_network(self):
+    def _build_network(self, item_log_prior: np.ndarray | None = None):
         params = self.params
         return build_network(
             params["model"],
@@ -168,6 +180,7 @@ class GenerativeStrategy(Strategy):
             hidden_dim=int(params["hidden_dim"]),
             latent_dim=int(params["latent_dim"]),
             noise_dim=int(params["noise_dim"]),
+            item_log_prior=item_log_prior,
         )
 
     # --- scoring -------------------------------------------------------------------------------
@@ -182,8 +195,14 @@ class GenerativeStrategy(Strategy):
     def _vocabulary_scores(self, contexts: Sequence[Context]) -> np.ndarray:
         profiles = profile_matrix(self.encoder, [dict(context.profile) for context in contexts])
         history = self._context_history(contexts)
+        weights = self.history.get("prior_weights", NO_BACK_OFF)
         with torch_session(self.seed, self.params["threads"]) as torch, torch.no_grad():
             logits = self.network.score(profile_bags(profiles), csr_bags(normalise_rows(history)))
+            # Back off to popularity as far as the validation users asked, with and without events.
+            has_events = torch.from_numpy(history.getnnz(axis=1) > 0)
+            prior = log_prior(self.vocabulary_counts)
+            logits = torch.where(has_events[:, None], mix_with_prior(logits, prior, weights["with_events"]),
+                                 mix_with_prior(logits, prior, weights["no_events"]))
         return logits.numpy()
 
     def _context_history(self, contexts: Sequence[Context]) -> sp.csr_matrix:

@@ -3,7 +3,8 @@
 ``GenerativeTrainer`` keeps the users × vocabulary history as CSR arrays; a batch is gathered
 with array ops (a dropped-out, normalised copy of each user's items as input, every item as a
 target, shared negatives for the sampled softmax), so an epoch is a few dozen cheap steps.
-The best epoch is chosen by a sampled AUC on a validation split of the training users.
+The best epoch (or the untrained, popularity-ranking start) is chosen by NDCG@10 over the whole
+vocabulary on a validation split of the training users.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..torch_support import TrainingBudget, copy_state, csr_bags, profile_bags, proposal_distribution
+from ..torch_support import (TrainingBudget, choose_prior_weight, copy_state, csr_bags, profile_bags,
+                             log_prior, proposal_distribution, validation_ndcg)
 from .network import normalise_rows
+
+# No back-off to the prior (data too small for a validation split).
+NO_BACK_OFF = {"no_events": 1.0, "with_events": 1.0}
 
 
 def split_rows(n_rows: int, params: Mapping[str, Any], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -44,13 +49,21 @@ class GenerativeTrainer:
         self.profiles = profiles
         self.row_lengths = np.diff(history.indptr)
         self.proposal = proposal_distribution(vocabulary_counts)
+        self.log_prior = log_prior(vocabulary_counts)
         self.full_softmax = len(self.proposal) <= 2 * int(self.params["negatives"])
 
     def run(self, train_rows: np.ndarray, validation_rows: np.ndarray) -> dict:
         params = self.params
         budget = TrainingBudget(params["max_seconds"])
         validation = self._validation_batch(validation_rows)
-        best_score, best_state, best_epoch, scores = -np.inf, None, 0, []
+        best_score, best_state, best_epoch, scores = -np.inf, None, -1, []
+        self.case_scores = []  # per epoch: [no item revealed, half revealed, half revealed anonymously]
+        if validation is not None:
+            # The untrained network ranks by popularity (output biases = log prior): training
+            # is kept only where it beats that on the held-out users (best_epoch -1 if never).
+            best_score = self._validate(validation)
+            best_state = copy_state(self.network)
+            scores.append(best_score)
         steps_per_epoch = max(1, int(np.ceil(len(train_rows) / int(params["batch_size"]))))
         anneal_steps = max(1, int(params["anneal_epochs"]) * steps_per_epoch)
         step, epochs_run = 0, 0
@@ -76,8 +89,10 @@ class GenerativeTrainer:
                 break
         if best_state is not None:
             self.network.load_state_dict(best_state)
-        return {"validation_auc": scores, "best_epoch": best_epoch, "epochs_run": epochs_run, "steps": step,
-                "stopped_by_budget": budget.stopped, "seconds": round(budget.elapsed, 3)}
+        prior_weights = self._prior_weights(validation) if validation is not None else dict(NO_BACK_OFF)
+        return {"prior_weights": prior_weights, "validation_ndcg": scores,
+                "validation_ndcg_by_case": self.case_scores, "best_epoch": best_epoch,
+                "epochs_run": epochs_run, "steps": step, "stopped_by_budget": budget.stopped, "seconds": round(budget.elapsed, 3)}
 
     def _rows_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(batch row, vocabulary column) of every interaction of history rows ``rows``."""
@@ -95,6 +110,11 @@ class GenerativeTrainer:
         else:
             dropout = np.full(len(pair_user), float(self.params["input_dropout"]))
         kept = self.rng.random(len(pair_user)) >= dropout
+        # Every user was once a new visitor with nothing revealed: a share of each batch, drawn
+        # regardless of history length, is trained from the profile alone (uniform dropout
+        # empties mostly short histories, whose items are not the whole shop's).
+        empty = self.rng.random(len(rows)) < float(self.params["empty_input_share"])
+        kept &= ~empty[pair_user]
         # Unit L2 norm over the kept items, exactly as revealed events are normalised when scoring.
         scale = (1.0 / np.sqrt(np.maximum(np.bincount(pair_user[kept], minlength=len(rows)), 1))).astype(np.float32)
         input_user = pair_user[kept]
@@ -143,42 +163,55 @@ class GenerativeTrainer:
         return self.torch.from_numpy(hit[:, column.ravel()])
 
     def _validation_batch(self, rows: np.ndarray):
-        """Validation users with half their items revealed, the other half hidden, fixed negatives."""
+        """Validation users as the visitors served: with no item revealed (every item relevant);
+        with a random half revealed (the other half relevant), with their profile and without."""
         if len(rows) == 0:
             return None
         pair_user, pair_item = self._rows_of(rows)
+        n_rows, n_items = len(rows), len(self.proposal)
         revealed = self.rng.random(len(pair_user)) < 0.5
-        has_hidden = np.bincount(pair_user[~revealed], minlength=len(rows)) > 0
-        keep = np.flatnonzero(has_hidden)
-        new_row = np.cumsum(has_hidden) - 1
-        revealed_matrix = sp.csr_matrix(
-            (np.ones(int((revealed & has_hidden[pair_user]).sum()), dtype=np.float32),
-             (new_row[pair_user[revealed & has_hidden[pair_user]]], pair_item[revealed & has_hidden[pair_user]])),
-            shape=(len(keep), len(self.proposal)),
-        )
-        hidden = ~revealed & has_hidden[pair_user]
-        n_negatives = min(int(self.params["negatives"]), len(self.proposal))
-        negatives = self.rng.choice(len(self.proposal), size=n_negatives, replace=True, p=self.proposal)
-        own = self._hits(new_row[pair_user[has_hidden[pair_user]]], pair_item[has_hidden[pair_user]], len(keep), negatives)
-        return {
-            "profile": profile_bags(self.profiles, rows[keep]),
-            "input": csr_bags(normalise_rows(revealed_matrix)),
-            "hidden_user": self.torch.from_numpy(new_row[pair_user[hidden]]),
-            "hidden_item": self.torch.from_numpy(pair_item[hidden]),
-            "negatives": self.torch.from_numpy(negatives.astype(np.int64)),
-            "not_own": ~own,
-        }
+
+        def part(mask):
+            values = np.ones(int(mask.sum()), dtype=np.float32)
+            return sp.csr_matrix((values, (pair_user[mask], pair_item[mask])), shape=(n_rows, n_items))
+
+        profiles = self.profiles[rows]
+        # Anonymous: only the always-on intercept column (``torch_support.profile_matrix``).
+        intercept = np.full(n_rows, profiles.shape[1] - 1)
+        anonymous = sp.csr_matrix((np.ones(n_rows, dtype=np.float32), (np.arange(n_rows), intercept)),
+                                  shape=profiles.shape)
+        empty = sp.csr_matrix((n_rows, n_items), dtype=np.float32)
+        half = csr_bags(normalise_rows(part(revealed)))
+        return [
+            {"events": False, "profile": profile_bags(profiles), "input": csr_bags(empty), "known": None,
+             "relevant": part(np.ones(len(pair_user), dtype=bool))},
+            {"events": True, "profile": profile_bags(profiles), "input": half, "known": part(revealed),
+             "relevant": part(~revealed)},
+            {"events": True, "profile": profile_bags(anonymous), "input": half, "known": part(revealed),
+             "relevant": part(~revealed)},
+        ]
+
+    def _case_logits(self, case: dict):
+        return self.network.output.logits(self.network.output_hidden(case["profile"], case["input"]))
+
+    def _prior_weights(self, validation) -> dict:
+        """Weight of the trained model against the popularity prior, for visitors without and
+        with revealed items, chosen on the validation users (``torch_support.mix_with_prior``)."""
+        self.network.eval()
+        weights = {}
+        with self.torch.no_grad():
+            for name, events in (("no_events", False), ("with_events", True)):
+                cases = [case for case in validation if case["events"] == events]
+                logits = self.torch.cat([self._case_logits(case) for case in cases])
+                known = None if cases[0]["known"] is None else sp.vstack([case["known"] for case in cases], format="csr")
+                relevant = sp.vstack([case["relevant"] for case in cases], format="csr")
+                weights[name] = choose_prior_weight(logits, self.log_prior, relevant, known)
+        return weights
 
     def _validate(self, validation) -> float:
-        """Sampled AUC: share of (hidden item, negative) pairs the model ranks right.
-
-        Only the hidden items' and the negatives' logits are computed, not the whole vocabulary.
-        """
+        """Mean NDCG@10 over the whole vocabulary, averaged over the validation cases."""
         self.network.eval()
         with self.torch.no_grad():
-            hidden_state = self.network.output_hidden(validation["profile"], validation["input"])
-            positive = self.network.output.pair_logits(hidden_state, validation["hidden_user"], validation["hidden_item"])
-            negative = self.network.output.logits(hidden_state, validation["negatives"])[validation["hidden_user"]]
-            not_own = validation["not_own"][validation["hidden_user"]]
-            wins = ((positive[:, None] > negative) & not_own).sum() + 0.5 * ((positive[:, None] == negative) & not_own).sum()
-        return float(wins) / max(float(not_own.sum()), 1.0)
+            scores = [validation_ndcg(self._case_logits(case), case["relevant"], case["known"]) for case in validation]
+        self.case_scores.append([round(score, 5) for score in scores])
+        return float(np.mean(scores))
