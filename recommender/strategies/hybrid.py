@@ -552,8 +552,12 @@ class HybridStrategy(Strategy):
         blends = np.array([self._blend_position(context) for context in contexts], dtype=np.int64)
         weights = self._blend_weights()[blends, regimes]  # (n_contexts, n_components, n_items)
         for position, key in enumerate(self.component_keys_):
+            component_weights = weights[:, position]
+            if not component_weights.any():  # not in these contexts' blends (a session shelf): not scored
+                yield np.zeros((len(contexts), self.n_items), dtype=np.float32)
+                continue
             # normalised × (regime weight where trained, else new-item weight): one product per item
-            yield self._normalise(self.components_[key].score_batch(contexts)) * weights[:, position]
+            yield self._normalise(self.components_[key].score_batch(contexts)) * component_weights
 
     def _contributions(self, contexts: Sequence[Context]) -> np.ndarray:
         """(n_components, n_contexts, n_items): each component's weighted, normalised score."""
