@@ -11,7 +11,7 @@ anonymous visitor (its own cookies), in this order:
 
 1. a category page (a plain page: a product grid, no recommendation widget);
 2. a product page of a random product (records the view, then renders "Similar products" and
-   "Shoppers like you also bought": the view changes the visitor's newest event, so both are
+   "Often chosen together": the view changes the visitor's newest event, so both are
    computed, not cached);
 3. the home page right after that view ("Picked for you" after one event: computed, not cached).
 
@@ -217,7 +217,7 @@ def write_markdown(report) -> None:
         "The seeded demo (2,000 products, 5,000 shoppers, 200,000 events, every strategy trained, the "
         "hybrid served) under gunicorn with 2 sync workers and `DJANGO_DEBUG=0`; one client, one request "
         "at a time, each visit a new anonymous visitor: a category page (no widget), a product page "
-        "(records the view, then computes \"Similar products\" and \"Shoppers like you also bought\"), "
+        "(records the view, then computes \"Similar products\" and \"Often chosen together\"), "
         "then the home page (\"Picked for you\" after that view, computed). Ratios are of medians, in "
         "the same run. Target: product page and home after a view ≤ 3x the category page.",
         "",

@@ -94,7 +94,7 @@ DEFAULTS = {
                     "max_category_share": 1.0},
         # Complements of the product in view: its co-occurrence (co-purchases weigh most), then
         # the session; a product without co-occurrence data (a new one): its content neighbours.
-        "also_bought": {"title": "Shoppers like you also bought", "strategies": ["item_knn", "content"]},
+        "also_bought": {"title": "Often chosen together", "strategies": ["item_knn", "content"]},
         "cart": {"title": "You may also like", "exclude_events": ["cart"], "blend": "home"},
         "onboarding": {"title": "Tell us what you like"},
     },

@@ -25,13 +25,15 @@ from .strategies.base import Context, Recommendations
 
 
 def recommend(*, user=None, visitor_key="", request=None, visitor=None, placement="home", product=None, k=8,
-              strategy=None) -> ServedRecommendations:
+              strategy=None, exclude=()) -> ServedRecommendations:
     """Recommend ``k`` products for a visitor on ``placement``; see the module docstring.
 
     The visitor is ``visitor`` (already resolved, e.g. by an API view), else ``user`` or
     ``visitor_key``, else the one of ``request`` (resolved once per request). ``product`` is the
     product in view (an instance or a primary key); ``strategy`` forces a strategy key (admin
-    previews, benchmarks) instead of the visitor's arm or the default.
+    previews, benchmarks) instead of the visitor's arm or the default. ``exclude`` holds product
+    ids the page already shows on an earlier shelf (the template tags pass them): they are ruled
+    out like the product in view, so two shelves of one page never repeat a product.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -42,12 +44,13 @@ def recommend(*, user=None, visitor_key="", request=None, visitor=None, placemen
     arm = "" if strategy else visitor.arm
     stamp = loaded_models.models_stamp()
     known = known_events(visitor)
-    key = cache.served_list_key(visitor, spot.name, product_id, k, chain, stamp, known.stamp)
+    shown_elsewhere = sorted({str(item_id) for item_id in exclude})
+    key = cache.served_list_key(visitor, spot.name, product_id, k, chain, stamp, known.stamp, shown_elsewhere)
     payload = cache.get(key)
     if payload is not None:
         return _served(payload, spot, arm, stamp, cached=True, visitor=visitor)
     context = visitor_context(visitor, known, product_id, blend=spot.blend)
-    excluded = rules.excluded_ids(context, spot)
+    excluded = rules.excluded_ids(context, spot) | set(shown_elsewhere)
     precomputed = candidates.precomputed_list(visitor, chain, known, context)
     slots = exploration.slots_for(spot, k)
     draws = exploration.generator(visitor, known.events)

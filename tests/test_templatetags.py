@@ -65,9 +65,22 @@ def test_widget_titles_follow_the_placement(products, request_with_session):
     product = products[0]
     assert "Similar products" in render('{% recommendation_widget "similar" product=product %}',
                                         request_with_session, product=product)
-    assert "Shoppers like you also bought" in render('{% recommendation_widget "also_bought" product=product %}',
-                                                     request_with_session, product=product)
+    assert "Often chosen together" in render('{% recommendation_widget "also_bought" product=product %}',
+                                             request_with_session, product=product)
     assert "You may also like" in render('{% recommendation_widget "cart" %}', request_with_session)
+
+
+def test_later_shelves_of_a_page_leave_out_what_earlier_ones_show(products, request_with_session):
+    """Two shelves on one page never repeat a product: the second leaves out the first one's items."""
+    first = service.recommend(request=request_with_session, placement="home", k=4)
+    html = render('{% recommendations "home" limit=4 as home %}{% recommendations "cart" limit=4 as cart %}'
+                  '{{ home.item_ids|join:"," }}|{{ cart.item_ids|join:"," }}', request_with_session)
+    home_ids, cart_ids = (part.split(",") for part in html.split("|"))
+    assert home_ids == first.item_ids and len(cart_ids) == 4
+    assert not set(home_ids) & set(cart_ids)
+    # On its own (another page), the second shelf would have repeated the first's products.
+    alone = service.recommend(request=request_with_session, placement="cart", k=4)
+    assert set(alone.item_ids) & set(home_ids)
 
 
 def test_placement_template_overrides_the_generic_one(products, request_with_session, tmp_path, settings):

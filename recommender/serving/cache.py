@@ -31,10 +31,11 @@ def key_of(*parts) -> str:
 
 
 def served_list_key(visitor: Visitor, placement: str, product_id: str | None, k: int, chain: Sequence[str],
-                    models_stamp: str, event_stamp: str) -> str:
+                    models_stamp: str, event_stamp: str, excluded: Sequence[str] = ()) -> str:
     """The key of one served list (see the module docstring for what it holds)."""
     who = (visitor.identity, visitor.profile_version) if visitor.consent else ("no-consent", "")
-    return key_of("served", *who, placement, product_id, k, ",".join(chain), models_stamp, event_stamp)
+    return key_of("served", *who, placement, product_id, k, ",".join(chain), models_stamp, event_stamp,
+                  ",".join(excluded))
 
 
 def get(key: str):

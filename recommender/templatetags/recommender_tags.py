@@ -22,11 +22,27 @@ logger = logging.getLogger(__name__)
 register = template.Library()
 
 
+# Products an earlier shelf of this page shows (kept on the request): a later shelf leaves them out,
+# so "Picked for you" and "Inspired by what you viewed" never repeat each other on one page.
+SHOWN_ON_PAGE = "_recommender_shown_on_page"
+
+
+def _shown_on_page(request) -> set:
+    if request is None:
+        return set()
+    if not hasattr(request, SHOWN_ON_PAGE):
+        setattr(request, SHOWN_ON_PAGE, set())
+    return getattr(request, SHOWN_ON_PAGE)
+
+
 def _serve(context, placement, product, limit, strategy=None):
     request = context.get("request")
+    shown = _shown_on_page(request)
     try:
-        return service.recommend(request=request, placement=placement, product=product, k=int(limit),
-                                 strategy=strategy or None)
+        served = service.recommend(request=request, placement=placement, product=product, k=int(limit),
+                                   strategy=strategy or None, exclude=shown)
+        shown.update(served.item_ids)
+        return served
     except Exception:
         # A broken recommendation must never take the shop page down with it.
         logger.exception("Recommendations for placement %r failed", placement)

@@ -53,7 +53,7 @@ def test_product_page_shows_similar_and_also_bought_with_reasons(popular, shoppe
     response = shopper.view(knife)
     found = shelves(response)
     assert {"similar", "also_bought"} <= set(found)
-    assert found["also_bought"].title == "Shoppers like you also bought"
+    assert found["also_bought"].title == "Often chosen together"
     for shelf in (found["similar"], found["also_bought"]):
         assert str(knife.pk) not in shelf.item_ids
         assert len(shelf.reasons) == len(shelf.item_ids)
