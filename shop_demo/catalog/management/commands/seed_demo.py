@@ -40,11 +40,13 @@ class Command(BaseCommand):
             f"{options['users']} shoppers, {options['events']} events..."
         )
         try:
-            # Events end today, so "recent" and "trending" mean something in the demo.
-            end_of_today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp() + 86_400
+            # Events end now, so "recent" and "trending" mean something in the demo. Never later:
+            # a training snapshot leaves out events after its own time, so a shop seeded up to the
+            # end of today trained on a different share of its events at each hour of the day.
+            seeded_until = float(int(timezone.now().timestamp()))
             dataset = make_shop_dataset(
                 seed=options["seed"], n_users=options["users"], n_items=options["products"],
-                n_categories=options["categories"], n_events=options["events"], end_time=end_of_today,
+                n_categories=options["categories"], n_events=options["events"], end_time=seeded_until,
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
