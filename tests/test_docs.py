@@ -58,3 +58,15 @@ def test_architecture_names_every_serving_step():
     steps = sorted(path.stem for path in (ROOT / "recommender" / "serving").glob("*.py") if path.stem != "__init__")
     missing = [step for step in steps if f"serving/{step}.py" not in text]
     assert not missing, f"docs/architecture.md does not mention: {missing}"
+
+
+def test_the_training_layer_section_names_every_module_of_the_layer():
+    """architecture.md's training section and training.md name each versions/ module and the doors to Celery."""
+    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    section = architecture.split("<!-- training:start -->")[1].split("<!-- training:end -->")[0]
+    training = (ROOT / "docs" / "training.md").read_text()
+    modules = sorted(path.name for path in (ROOT / "recommender" / "versions").glob("*.py") if path.stem != "__init__")
+    assert len(modules) >= 5
+    for name, text in (("architecture.md", section), ("training.md", training)):
+        missing = [module for module in [*modules, "jobs.py", "tasks.py", "holdout.py"] if module not in text]
+        assert not missing, f"docs/{name} does not name: {missing}"

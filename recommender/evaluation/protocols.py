@@ -215,10 +215,11 @@ def relevance_matrix(dataset: Dataset, user_ids, row_mask: np.ndarray, item_inde
 
 
 def relevant_mask(dataset: Dataset, positive_threshold: float | None = None) -> np.ndarray:
-    """Interactions that count as relevant; every non-impression event if none is positive."""
+    """Interactions that count as relevant; every event that counts as context (never an
+    impression, ``ContextBuilder``'s rule) if none is positive."""
     positive = dataset.is_positive(positive_threshold)
     if not positive.any():
-        positive = dataset.interactions["event"].to_numpy() != "impression"
+        positive = context_rows(dataset)
     return positive
 
 

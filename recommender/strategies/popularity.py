@@ -21,6 +21,7 @@ from ..data.dataset import Dataset
 from ..data.weights import strongest_per_group
 from ..data.features import LOCATION_LEVELS, ProfileEncoder, describe_segment
 from .base import Context, Strategy, top_k_batch
+from .context import context_rows
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,7 @@ def interaction_weights(
         weights = strongest_per_group(dataset.is_positive(positive_threshold).astype(np.float64),
                                       dataset.visitor_day_groups)
     elif weighting == "count":
-        weights = strongest_per_group((dataset.interactions["event"].to_numpy() != "impression").astype(np.float64),
-                                      dataset.visitor_day_groups)
+        weights = strongest_per_group(context_rows(dataset).astype(np.float64), dataset.visitor_day_groups)
     else:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if half_life_seconds and len(weights):
