@@ -11,6 +11,9 @@ interaction count:
    components fitted in the same subprocess just before (not timed), as a train-all hands it the
    versions it trained, and fits them only to learn the blend. The content strategy's first
    text-embedding pass is excluded, as the target says (its embedding cache is warmed first).
+   Wall seconds and CPU seconds (every thread of the process) are both recorded, with the load
+   average as each fit started: on a shared machine the wall clock grows with the others' load,
+   the CPU seconds much less.
 2. **Train-all pipeline.** What ``manage.py recommender_train --sync`` does, in a subprocess on
    a throw-away SQLite database and artifact folder: every strategy's run (held-out check, fit on
    all data, checksummed artifact, guarded activation), the components first. ``old``: the hybrid
@@ -106,9 +109,9 @@ def fit_one(name: str, size: int, work_dir: str) -> dict:
     strategy = create_strategy(key, **params)
     rss_before = _rss_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     strategy.fit(dataset, **fit_options)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     peak = _rss_kib("VmHWM")
     row = {
         "strategy": name,
@@ -116,6 +119,7 @@ def fit_one(name: str, size: int, work_dir: str) -> dict:
         "users": int(dataset.n_users),
         "items": int(dataset.n_items),
         "fit_seconds": round(seconds, 3),
+        "fit_cpu_seconds": round(cpu_seconds, 3),
         "peak_rss_mib": round(peak / 1024, 1),
         "fit_extra_mib": round(max(0, peak - rss_before) / 1024, 1),
     }
@@ -140,18 +144,19 @@ def pipeline_one(path: str, size: int, work_dir: str) -> dict:
     with shared_embedding_cache() as cache_path:  # the first text-embedding pass is excluded
         create_strategy("content", embedding_cache=str(cache_path)).fit(dataset)
     keys = specs.trainable_strategy_keys([*COMPONENTS, HYBRID])
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if path == "new":
         summaries = run.train_here(keys, dataset)
     else:
         summaries = [run.run_summary(run.train_strategy(key, dataset=dataset, components={} if key == HYBRID else None))
                      for key in keys]
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     hybrid = ModelVersion.objects.filter(strategy=HYBRID).order_by("-pk").first()
     return {
         "path": path,
         "interactions": int(len(dataset.interactions)),
         "wall_seconds": round(wall, 2),
+        "cpu_seconds": round(cpu, 2),
         "runs": [{"strategy": summary["strategy"], "seconds": summary["seconds"], "outcome": summary["outcome"],
                   "key_value": summary["key_value"]} for summary in summaries],
         "hybrid_timings": {name: value for name, value in (hybrid.timings if hybrid else {}).items()
@@ -180,27 +185,37 @@ def _fit_names(strategies: list[str]) -> list[str]:
 
 def run_fits(strategies: list[str], sizes: list[int], timeout: int) -> tuple[list[dict], dict]:
     rows = []
-    print(f"{'strategy':<28}{'interactions':>13}{'fit s':>10}{'peak MiB':>10}{'fit +MiB':>10}", flush=True)
+    print(f"{'strategy':<28}{'interactions':>13}{'fit s':>10}{'cpu s':>10}{'peak MiB':>10}{'fit +MiB':>10}",
+          flush=True)
     for size in sizes:
         for name in _fit_names(strategies):
-            row = {"strategy": name, "interactions": size, **_subprocess(["fit", name, str(size)], timeout)}
+            load = round(os.getloadavg()[0], 2)  # the machine is shared: how busy it was as this fit started
+            row = {"strategy": name, "interactions": size, **_subprocess(["fit", name, str(size)], timeout),
+                   "load_average_at_start": load}
             rows.append(row)
             if "error" in row:
                 print(f"{name:<28}{size:>13}  error: {row['error']}", flush=True)
             else:
-                print(f"{name:<28}{row['interactions']:>13}{row['fit_seconds']:>10.2f}"
+                print(f"{name:<28}{row['interactions']:>13}{row['fit_seconds']:>10.2f}{row['fit_cpu_seconds']:>10.2f}"
                       f"{row['peak_rss_mib']:>10.0f}{row['fit_extra_mib']:>10.0f}", flush=True)
     totals = {}
     for size in sizes:
-        fitted = {row["strategy"]: row["fit_seconds"] for row in rows
-                  if row["interactions"] >= size * 0.9 and row["interactions"] <= size * 1.1 and "fit_seconds" in row}
-        components = round(sum(seconds for name, seconds in fitted.items() if not name.startswith(HYBRID)), 2)
-        totals[str(size)] = {
-            "components": components,
-            "old_path": round(components + fitted[HYBRID_REFITS], 2) if HYBRID_REFITS in fitted else None,
-            "new_path": round(components + fitted[HYBRID_GIVEN], 2) if HYBRID_GIVEN in fitted else None,
-        }
+        totals[str(size)] = _totals([row for row in rows if size * 0.9 <= row["interactions"] <= size * 1.1],
+                                    "fit_seconds")
+        totals[str(size)]["cpu"] = _totals([row for row in rows if size * 0.9 <= row["interactions"] <= size * 1.1],
+                                           "fit_cpu_seconds")
     return rows, totals
+
+
+def _totals(rows: list[dict], column: str) -> dict:
+    """Seconds of every component's fit, plus the hybrid refitting them (old) or given them (new)."""
+    fitted = {row["strategy"]: row[column] for row in rows if column in row}
+    components = round(sum(seconds for name, seconds in fitted.items() if not name.startswith(HYBRID)), 2)
+    return {
+        "components": components,
+        "old_path": round(components + fitted[HYBRID_REFITS], 2) if HYBRID_REFITS in fitted else None,
+        "new_path": round(components + fitted[HYBRID_GIVEN], 2) if HYBRID_GIVEN in fitted else None,
+    }
 
 
 def run_pipelines(sizes: list[int], timeout: int) -> list[dict]:
@@ -214,7 +229,7 @@ def run_pipelines(sizes: list[int], timeout: int) -> list[dict]:
                 continue
             hybrid = next((r for r in result["runs"] if r["strategy"] == HYBRID), {})
             print(f"train-all {path:<4} {result['interactions']:>9} interactions: {result['wall_seconds']:>8.1f} s "
-                  f"(hybrid run {hybrid.get('seconds')} s, {hybrid.get('outcome')})", flush=True)
+                  f"({result['cpu_seconds']:.1f} CPU s; hybrid run {hybrid.get('seconds')} s, {hybrid.get('outcome')})", flush=True)
     return results
 
 
@@ -244,8 +259,10 @@ def main(argv=None):
     if totals:
         print("\nall strategies, seconds of fits (components; + hybrid refitting them; + hybrid given them):")
         for size, total in totals.items():
+            cpu = total["cpu"]
             print(f"  {int(size):>9}: components {total['components']}, old path {total['old_path']}, "
-                  f"new path {total['new_path']}")
+                  f"new path {total['new_path']} (CPU seconds: {cpu['components']}, {cpu['old_path']}, "
+                  f"{cpu['new_path']})")
     pipelines = run_pipelines(pipeline_sizes, args.timeout) if pipeline_sizes else []
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
