@@ -1,4 +1,4 @@
-"""Test settings of the Celery worker that tests/test_training_worker.py starts.
+"""Test settings of the Celery worker that tests/test_versions_worker.py starts.
 
 The test suite's settings plus the test strategies, so the worker can train them; the tasks the
 worker itself queues (a chord's body) go to the test's own queue.
