@@ -118,10 +118,17 @@ DEFAULTS = {
     # "exploration_slots" key wins; placements not named here get EXPLORATION_DEFAULT_SLOTS).
     "EXPLORATION_SLOTS": {"home": 1, "category": 1, "cart": 0, "checkout": 0},
     "EXPLORATION_DEFAULT_SLOTS": 0,
-    # A product leaves the exploration pool at this many attributed impressions.
-    "EXPLORATION_MIN_IMPRESSIONS": 200,
+    # A product leaves the exploration pool at this many attributed impressions (about 20 clicks
+    # at a 5% click-through: enough to rank it on its own data).
+    "EXPLORATION_MIN_IMPRESSIONS": 400,
     # The strategy that tells new products from learned ones and scores their fit with a taste.
     "EXPLORATION_STRATEGY": "content",
+    # How much taste steers the draws: a fit (the strategy's score, 0..1) better by this much
+    # multiplies a candidate's draw by e.
+    "EXPLORATION_TASTE_TEMPERATURE": 0.1,
+    # A visitor with a taste is shown only new arrivals fitting it by at least this much (no
+    # exploration slot when none does); visitors without a taste may be shown any.
+    "EXPLORATION_MIN_FIT": 0.2,
     # Weight (in impressions) of the prior borrowed from warm products' click-through, and the
     # click-through assumed before any is known.
     "EXPLORATION_PRIOR_STRENGTH": 10,

@@ -9,9 +9,10 @@ training), and that have fewer than ``EXPLORATION_MIN_IMPRESSIONS`` attributed i
 Candidates are ranked by fit × a Thompson sample:
 
 - fit: the exploration strategy's score of the product for this visitor's taste (their session
-  events, through the one strategy contract), clipped to [0, 1] plus a floor so that a product
-  nobody's taste matches can still be drawn; a visitor without events, a visitor without
-  personalisation consent, or a product the strategy does not know gets the floor alone;
+  events, through the one strategy contract), clipped to [0, 1], weighing the draw by
+  exp(fit / ``EXPLORATION_TASTE_TEMPERATURE``); a visitor with a taste is shown only candidates
+  fitting it by at least ``EXPLORATION_MIN_FIT`` (no slot when none does); a visitor without
+  events or without personalisation consent has no taste: any candidate, weight 1;
 - a draw from Beta(clicks + a, impressions − clicks + b) over the product's attributed
   impressions and clicks (each product of each served list counted once, as the dashboard
   does), whose prior (a, b) is the click-through of warm products of the same category, shrunk
@@ -62,11 +63,6 @@ logger = logging.getLogger(__name__)
 
 STRATEGY = attribution.EXPLORATION_STRATEGY  # what an exploration slot's impressions and clicks count for
 NEW_ARRIVAL_REASON = "New arrival"
-# Fit given to every candidate on top of its taste score: a product no taste matches can still be
-# drawn (and a visitor without taste gets a draw on click-through alone).
-FIT_FLOOR = 0.05
-# A taste score from here up names the visitor's interest in the reason.
-INTEREST_SCORE = 0.2
 # Candidates handed to the rules per slot, so that stock and purchases still leave one.
 CANDIDATES_PER_SLOT = 4
 PRIOR_WINDOW_DAYS = 30
@@ -267,6 +263,16 @@ def taste_fit(model, context: Context, item_ids: Sequence[str], consent: bool) -
     return fit
 
 
+def taste_weight(fit: np.ndarray, temperature: float | None = None) -> np.ndarray:
+    """exp(fit / temperature), relative to the best fit: a fit better by ``EXPLORATION_TASTE_TEMPERATURE``
+    multiplies the draw by e. Without taste (all fits 0) every candidate weighs 1: click-through alone."""
+    temperature = float(settings.EXPLORATION_TASTE_TEMPERATURE if temperature is None else temperature)
+    fit = np.asarray(fit, dtype=float)
+    if not fit.size:
+        return fit
+    return np.exp((fit - fit.max()) / max(temperature, 1e-6))
+
+
 def ranked_candidates(context: Context, visitor: Visitor, slots: int, excluded: set[str],
                       rng: np.random.Generator, model=None) -> Recommendations | None:
     """Up to ``slots × CANDIDATES_PER_SLOT`` pool products for this visitor, best draw first, or None."""
@@ -284,8 +290,16 @@ def ranked_candidates(context: Context, visitor: Visitor, slots: int, excluded: 
     item_ids = [pool.item_ids[index] for index in chosen]
     categories = [pool.categories[index] for index in chosen]
     fit = taste_fit(model, context, item_ids, visitor.consent)
+    if fit.any():
+        # A visitor with a taste is shown only new arrivals that match it (the reason says so);
+        # one without (a fresh visitor, no consent) may be shown any of them.
+        matching = np.flatnonzero(fit >= float(settings.EXPLORATION_MIN_FIT))
+        if not matching.size:
+            return None
+        chosen, item_ids = [chosen[index] for index in matching], [item_ids[index] for index in matching]
+        categories, fit = [categories[index] for index in matching], fit[matching]
     prior_a, prior_b = current_priors().of(categories)
-    scores = thompson_scores(fit + FIT_FLOOR, pool.impressions[chosen], pool.clicks[chosen], prior_a, prior_b, rng)
+    scores = thompson_scores(taste_weight(fit), pool.impressions[chosen], pool.clicks[chosen], prior_a, prior_b, rng)
     order = np.argsort(-scores, kind="stable")[: slots * CANDIDATES_PER_SLOT]
     reasons = [reason_for(fit[index], categories[index]) for index in order]
     return Recommendations(item_ids=[item_ids[index] for index in order], scores=scores[order].astype(np.float32),
@@ -293,7 +307,7 @@ def ranked_candidates(context: Context, visitor: Visitor, slots: int, excluded: 
 
 
 def reason_for(fit: float, category: str) -> str:
-    if fit >= INTEREST_SCORE and category:
+    if fit > 0 and category:
         return f"{NEW_ARRIVAL_REASON}, matches your interest in {category}"
     return NEW_ARRIVAL_REASON
 
