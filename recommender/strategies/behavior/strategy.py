@@ -96,6 +96,9 @@ class BehaviorStrategy(Strategy):
         # Wall-clock cap on training (None: none); the best epoch so far is kept. A retrain must
         # not hold a shared 2-core worker for many minutes on a large shop.
         "max_seconds": 120.0,
+        # Ratings at or above it are a choice (None: every rating): the popularity prior counts only
+        # choices, and validation users must find them. Every event still enters the sequences.
+        "positive_threshold": None,
         # One thread: on a shared 2-core machine a second OpenMP thread spin-waits for a core.
         "threads": 1,
         # Weight of each event type (None: ``DEFAULT_EVENT_WEIGHTS``); events weighing 0 are
@@ -132,9 +135,13 @@ class BehaviorStrategy(Strategy):
         warm = np.flatnonzero(self.item_counts > 0)
         self.id_rows[warm] = np.arange(1, len(warm) + 1)
         self.encoder = ProfileEncoder().fit(dataset.users)
-        sequences = first_events(dataset, mask, int(params["max_events"]))
+        # What counts as a choice (ratings at or above positive_threshold, every other event): the
+        # popularity the scores back off to, and what the validation users must find.
+        positive = dataset.is_positive(params["positive_threshold"]) if params["positive_threshold"] is not None else None
+        sequences = first_events(dataset, mask, int(params["max_events"]), positive)
         profiles = profile_matrix(self.encoder, user_profiles_frame(dataset).iloc[sequences["users"]])
-        self.item_log_prior = log_prior(self.item_counts)
+        chosen = mask if positive is None else mask & positive
+        self.item_log_prior = log_prior(np.bincount(dataset.item_codes[chosen], minlength=dataset.n_items))
         with torch_session(self.seed, params["threads"]) as torch:
             cold_prior = self.item_log_prior.min() if len(warm) < len(self.item_counts) else None
             self.network = self._build_network(torch, self.item_log_prior[warm], cold_prior)

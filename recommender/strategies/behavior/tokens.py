@@ -32,8 +32,12 @@ def event_codes(events) -> np.ndarray:
     return np.where(codes < 0, len(EVENT_TYPES), codes).astype(np.int64)
 
 
-def first_events(dataset: Dataset, mask: np.ndarray, max_events: int) -> dict[str, np.ndarray]:
-    """Each active user's first ``max_events`` masked events as padded (users, N) arrays."""
+def first_events(dataset: Dataset, mask: np.ndarray, max_events: int,
+                 positive: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Each active user's first ``max_events`` masked events as padded (users, N) arrays.
+
+    ``"positive"`` says which events are a choice (``positive``, one flag per interaction row;
+    None: all of them)."""
     rows = np.flatnonzero(mask)
     users = dataset.user_codes[rows]
     order = np.argsort(users, kind="stable")  # interactions are already in event order
@@ -51,8 +55,10 @@ def first_events(dataset: Dataset, mask: np.ndarray, max_events: int) -> dict[st
     items[user_row, rank] = dataset.item_codes[rows] + 1
     events[user_row, rank] = event_codes(dataset.interactions["event"].to_numpy()[rows])
     dwell[user_row, rank] = dwell_buckets(dataset.interactions["dwell_seconds"].to_numpy()[rows])
+    chosen = np.zeros(shape, dtype=bool)
+    chosen[user_row, rank] = True if positive is None else positive[rows]
     return {"users": active_users, "items": items, "events": events, "dwell": dwell,
-            "lengths": np.minimum(lengths, max_events)}
+            "lengths": np.minimum(lengths, max_events), "positive": chosen}
 
 
 def context_tokens(events_per_context: list[list[Event]], item_positions, max_events: int) -> dict[str, np.ndarray]:

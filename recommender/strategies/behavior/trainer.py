@@ -154,6 +154,7 @@ class BehaviorTrainer:
         items = self.sequences["items"][rows] - 1  # item positions, -1 padding
         column = np.arange(items.shape[1])[None, :]
         present = column < lengths[:, None]
+        chosen = present & self.sequences["positive"][rows]  # what the user must be shown: their choices
         n_items = len(self.proposal)
 
         def matrix(mask, selected):
@@ -168,10 +169,10 @@ class BehaviorTrainer:
         half = lengths // 2
         with_events = {"events": True, "rows": rows[halved], "position": half[halved],
                        "known": matrix(present & (column < half[:, None]), halved),
-                       "relevant": matrix(present & (column >= half[:, None]), halved)}
+                       "relevant": matrix(chosen & (column >= half[:, None]), halved)}
         return [
             {"events": False, "anonymous": False, "rows": rows, "known": None,
-             "position": np.zeros(len(rows), dtype=np.int64), "relevant": matrix(present, everyone)},
+             "position": np.zeros(len(rows), dtype=np.int64), "relevant": matrix(chosen, everyone)},
             {**with_events, "anonymous": False},
             {**with_events, "anonymous": True},
         ]
