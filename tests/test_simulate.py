@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import uses_postgres
+
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--users", "120", "--products", "80", "--categories", "6", "--events", "2500", "--days", "3",
@@ -25,6 +27,9 @@ def outcome(run):
         "clicks_by_arrival": sorted((run["arrived_on"][item], tuple(days)) for item, days in run["clicks_of_new_by_day"].items())}
 
 
+@pytest.mark.skipif(uses_postgres(), reason="the simulator runs on its own SQLite file; replayed twice in one "
+                    "PostgreSQL database, the products that arrive get new ids (sequences are not rolled back) "
+                    "and the exploration draws are seeded by the visitor's events, which name products by id")
 def test_the_simulator_gives_the_same_result_for_the_same_seed():
     """Two replays of the same seeded world give the same clicks, impressions and days to 20 clicks;
     only the run with exploration shows new products in an exploration slot."""

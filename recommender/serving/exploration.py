@@ -108,7 +108,7 @@ def generator(visitor: Visitor, known_events=(), seed=None) -> np.random.Generat
     """The draws' generator: seeded by ``EXPLORATION_SEED``, the visitor and their recent events; fresh without a seed.
 
     The events enter by product and type (not by row id or time), so a replay of the same
-    visits draws the same shelves on any database.
+    visits on a fresh database (the same product ids) draws the same shelves.
     """
     seed = settings.EXPLORATION_SEED if seed is None else seed
     if seed is None:
