@@ -7,7 +7,8 @@ import pytest
 
 from .conftest import uses_postgres
 
-pytestmark = pytest.mark.django_db
+# The simulator replays the demo shop (its product model and adapter): not the alternative catalogue.
+pytestmark = [pytest.mark.django_db, pytest.mark.shop]
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--users", "120", "--products", "80", "--categories", "6", "--events", "2500", "--days", "3",
          "--visits-per-day", "25", "--new-share", "0.1", "--arrivals-per-day", "3", "--refresh-every", "10"]
