@@ -82,7 +82,10 @@ def test_trained_on_the_oscar_shops_data_its_pages_learn_and_react_to_a_checkout
     product = shelves(visitor.view(catalogue["G-TROWEL"]))
     assert set(product["similar"].item_ids) <= garden and product["similar"].item_ids
     assert all("Steel trowel" in reason for reason in product["similar"].reasons), product["similar"].reasons
-    assert hose in product["also_bought"].item_ids, "bought together with the trowel in every garden order"
+    # Bought together with the trowel in every garden order: "Often chosen together" shows it unless
+    # "Similar products" above it already does (a page's shelves never repeat a product).
+    similar, also_bought = product["similar"].item_ids, product["also_bought"].item_ids
+    assert hose in similar + also_bought and also_bought and not set(similar) & set(also_bought)
 
     visitor.add_to_basket(catalogue["G-TROWEL"])
     assert trowel not in shelves(visitor.basket())["cart"].item_ids
