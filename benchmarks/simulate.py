@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.serving import setup_django  # noqa: E402 (the serving benchmark's settings and migrate)
 RESULTS = ROOT / "benchmarks" / "results" / "simulate.json"
 CHART = ROOT / "docs" / "simulate.png"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -55,19 +57,6 @@ TARGET_SPEEDUP, TARGET_COST = 3.0, 0.03
 TASTE = {"segment": 1.0, "country": 0.6, "other": 0.12}
 BASE_CTR = 0.12
 APPEAL_SIGMA = 0.5
-
-
-def setup_django(bench_dir: Path):
-    os.environ["RECOMMENDER_BENCH_DIR"] = str(bench_dir)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_serving")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, skip_checks=True)
 
 
 def parse_args(argv=None):
